@@ -1,0 +1,518 @@
+//! The deterministic core: one request at a time against the in-memory state, the time
+//! passed in. It decides, updates the state, and appends the ledger rows to the batch;
+//! the task around it commits the batch before any response leaves.
+//!
+//! The steps of a request, in order (as jPOS participants): idempotency, routing by
+//! message class, then acquirer, card, channel, card status, PIN, limits, funds, post.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::state::{JournalKey, KeyGroup, State, TxnRecord};
+use crate::domain::money::{wire_to_minor, Purse};
+use crate::domain::request::{MessageClass, Request, RequestKey, TxnType};
+use crate::domain::response::{AmountType, Balance, Response, ResponseCode};
+use crate::domain::time::TimestampMs;
+use crate::ledger::{Batch, TransferRow};
+use crate::policy::{self, AcquirerRules, Policy};
+
+/// What deciding one request produced, before it is written down.
+#[derive(Debug, Default)]
+pub(super) struct Outcome {
+    pub code: Option<ResponseCode>,
+    pub kind: &'static str,
+    pub balances: Vec<Balance>,
+    pub legs: Vec<(i64, i64)>,
+    pub card: Option<u32>,
+    pub channel: Option<u16>,
+    pub purse: Option<Purse>,
+    pub amount_minor: i64,
+    pub reference: String,
+    pub counted: bool,
+    /// A PIN lock decided by this request, written with the batch.
+    pub pin_locked: bool,
+}
+
+impl Outcome {
+    fn decline(kind: &'static str, code: ResponseCode) -> Outcome {
+        Outcome {
+            code: Some(code),
+            kind,
+            ..Outcome::default()
+        }
+    }
+}
+
+pub struct Core {
+    pub policy: Arc<Policy>,
+    pub state: State,
+}
+
+impl Core {
+    pub fn new(policy: Arc<Policy>, state: State) -> Core {
+        Core { policy, state }
+    }
+
+    /// Decides `request` at `now`, appends its rows to `batch`, returns the answer that
+    /// may leave once the batch is committed.
+    pub fn handle(&mut self, request: &Request, now: TimestampMs, batch: &mut Batch) -> Response {
+        let key: JournalKey = (KeyGroup::of(request.class), request.key.clone());
+        if let Some(first) = self.state.journal.get(&key) {
+            return replay_response(first, request);
+        }
+        let outcome = match request.class {
+            MessageClass::Financial => self.authorise(request, now),
+            MessageClass::ReversalRequest | MessageClass::ReversalAdvice => {
+                self.reverse(request, now)
+            }
+            MessageClass::Advice => self.advice(request, now),
+            MessageClass::Authorisation | MessageClass::NetworkManagement => {
+                Outcome::decline("unsupported", ResponseCode::InvalidTransaction)
+            }
+        };
+        self.record(key, request, outcome, now, batch)
+    }
+
+    fn authorise(&mut self, request: &Request, now: TimestampMs) -> Outcome {
+        if self.is_orphaned(request) {
+            // Its reversal came first: the original must not post (wire.md, Reversals).
+            return Outcome::decline("declined", ResponseCode::DoNotHonour);
+        }
+        match self.debit_checks(request, now) {
+            Ok(outcome) | Err(outcome) => outcome,
+        }
+    }
+
+    /// The checks of a 0200 in order; `Err` carries a decline.
+    fn debit_checks(&mut self, request: &Request, now: TimestampMs) -> Result<Outcome, Outcome> {
+        let policy = Arc::clone(&self.policy);
+        let acquirer = policy
+            .acquirers
+            .get(&request.key.acquirer)
+            .ok_or(Outcome::decline(
+                "declined",
+                ResponseCode::AcquirerNotAllowed,
+            ))?;
+        let txn_type = request.txn_type.ok_or(Outcome::decline(
+            "declined",
+            ResponseCode::InvalidTransaction,
+        ))?;
+        let amount_minor = amount_of(request, acquirer, txn_type)?;
+        let card_idx = request
+            .card_sha
+            .as_deref()
+            .and_then(|sha| self.state.card_by_sha(sha))
+            .ok_or(Outcome::decline("declined", ResponseCode::UnknownCard))?;
+        let card = &self.state.cards[card_idx as usize];
+        let wallet = &self.state.wallets[card.wallet as usize];
+        let programme = &policy.programmes[wallet.programme as usize];
+        let declined = |code| Outcome {
+            card: Some(card_idx),
+            ..Outcome::decline("declined", code)
+        };
+        let (channel_idx, channel) = request
+            .mcc
+            .and_then(|mcc| programme.channel_for_mcc(mcc))
+            .ok_or_else(|| declined(ResponseCode::NotPermittedToTerminal))?;
+        let channel_no = channel_idx as u16;
+        let mut declined = |code| Outcome {
+            card: Some(card_idx),
+            channel: Some(channel_no),
+            ..Outcome::decline("declined", code)
+        };
+        if !acquirer.channels.iter().any(|c| *c == channel.name) {
+            return Err(declined(ResponseCode::AcquirerNotAllowed));
+        }
+        if !channel.types.contains(&txn_type) {
+            return Err(declined(ResponseCode::InvalidTransaction));
+        }
+        let now_yymm = policy.calendar.year_month(now);
+        policy::check_card(card.view(), request.expiry, now_yymm).map_err(&mut declined)?;
+        if channel.pin_required {
+            self.check_pin(request, acquirer, card_idx)
+                .map_err(|(code, locked)| Outcome {
+                    pin_locked: locked,
+                    ..declined(code)
+                })?;
+        }
+        let ctx = DebitContext {
+            card_idx,
+            channel_idx: channel_no,
+            txn_type,
+            amount_minor,
+            now,
+        };
+        match txn_type {
+            TxnType::BalanceInquiry => Ok(self.balance_inquiry(&ctx)),
+            TxnType::Refund => self.refund(request, &ctx),
+            TxnType::Purchase | TxnType::Withdrawal => self.debit(request, &ctx),
+        }
+    }
+
+    /// `Err((code, locked_now))`.
+    fn check_pin(
+        &mut self,
+        request: &Request,
+        acquirer: &AcquirerRules,
+        card_idx: u32,
+    ) -> Result<(), (ResponseCode, bool)> {
+        let tries_max = self.policy.pin_tries_max;
+        let card = &self.state.cards[card_idx as usize];
+        if card.pin_locked {
+            return Err((ResponseCode::PinTriesExceeded, false));
+        }
+        let (Some(block), Some(pan)) = (request.pin_block.as_ref(), request.pan.as_ref()) else {
+            return Err((ResponseCode::WrongPin, false));
+        };
+        let right = policy::pin_is_right(
+            &self.policy,
+            acquirer,
+            pan.digits(),
+            block,
+            &card.pin_offset,
+        );
+        let card = &mut self.state.cards[card_idx as usize];
+        if right {
+            card.pin_fails = 0;
+            return Ok(());
+        }
+        card.pin_fails = card.pin_fails.saturating_add(1);
+        if card.pin_fails >= tries_max {
+            card.pin_locked = true;
+            return Err((ResponseCode::PinTriesExceeded, true));
+        }
+        Err((ResponseCode::WrongPin, false))
+    }
+
+    fn balance_inquiry(&self, ctx: &DebitContext) -> Outcome {
+        let wallet = &self.state.wallets[self.state.cards[ctx.card_idx as usize].wallet as usize];
+        let available = wallet.available_minor();
+        let balances = Purse::ALL
+            .iter()
+            .map(|p| Balance {
+                purse: *p,
+                amount_type: AmountType::Available,
+                amount_minor: available[p.index()],
+            })
+            .collect();
+        Outcome {
+            code: Some(ResponseCode::Approved),
+            kind: "inquiry",
+            balances,
+            card: Some(ctx.card_idx),
+            channel: Some(ctx.channel_idx),
+            ..Outcome::default()
+        }
+    }
+
+    fn debit(&mut self, request: &Request, ctx: &DebitContext) -> Result<Outcome, Outcome> {
+        let policy = Arc::clone(&self.policy);
+        let card = &self.state.cards[ctx.card_idx as usize];
+        let wallet_idx = card.wallet;
+        let wallet = &self.state.wallets[wallet_idx as usize];
+        let programme = &policy.programmes[wallet.programme as usize];
+        let channel = &programme.channels[ctx.channel_idx as usize];
+        let declined = |code| Outcome {
+            card: Some(ctx.card_idx),
+            channel: Some(ctx.channel_idx),
+            amount_minor: ctx.amount_minor,
+            ..Outcome::decline("declined", code)
+        };
+        if channel.service_required && request.private.service.is_none() {
+            return Err(declined(ResponseCode::InvalidTransaction));
+        }
+        let credit_account = self
+            .credit_account(request, wallet.programme, channel)
+            .map_err(declined)?;
+        policy::check_amount(channel, ctx.amount_minor).map_err(declined)?;
+        let day = policy.calendar.business_day(ctx.now);
+        policy::check_daily(
+            channel,
+            card.daily_use(day, ctx.channel_idx),
+            ctx.amount_minor,
+        )
+        .map_err(declined)?;
+        let order = policy::purse_order(channel, ctx.txn_type);
+        let purse = policy::choose_purse(
+            order,
+            request.from_account,
+            &wallet.available_minor(),
+            ctx.amount_minor,
+        )
+        .map_err(declined)?;
+        let legs = vec![
+            (wallet.accounts[purse.index()], -ctx.amount_minor),
+            (credit_account, ctx.amount_minor),
+        ];
+        self.state.apply_legs(&legs);
+        self.state.cards[ctx.card_idx as usize].count_use(
+            day,
+            ctx.channel_idx,
+            1,
+            ctx.amount_minor,
+        );
+        let available = self.state.wallets[wallet_idx as usize].available_minor()[purse.index()];
+        Ok(Outcome {
+            code: Some(ResponseCode::Approved),
+            kind: if ctx.txn_type == TxnType::Withdrawal {
+                "withdrawal"
+            } else {
+                "purchase"
+            },
+            balances: vec![Balance {
+                purse,
+                amount_type: AmountType::Available,
+                amount_minor: available,
+            }],
+            legs,
+            card: Some(ctx.card_idx),
+            channel: Some(ctx.channel_idx),
+            purse: Some(purse),
+            amount_minor: ctx.amount_minor,
+            counted: true,
+            ..Outcome::default()
+        })
+    }
+
+    /// Where a debit's money goes: the acquirer's settlement account, or the provider
+    /// named in F42, which must be registered for this channel (else 58).
+    fn credit_account(
+        &self,
+        request: &Request,
+        programme: u16,
+        channel: &crate::config::ChannelRules,
+    ) -> Result<i64, ResponseCode> {
+        match channel.credit {
+            crate::config::CreditTarget::Acquirer => self
+                .state
+                .acquirer_accounts
+                .get(&(programme, request.key.acquirer.clone()))
+                .copied()
+                .ok_or(ResponseCode::AcquirerNotAllowed),
+            crate::config::CreditTarget::Provider => {
+                let provider = request.acceptor_id.as_deref().unwrap_or("");
+                let registered = self
+                    .state
+                    .providers
+                    .get(provider)
+                    .is_some_and(|c| *c == channel.name);
+                let account = self
+                    .state
+                    .provider_accounts
+                    .get(&(programme, provider.to_string()));
+                match (registered, account) {
+                    (true, Some(account)) => Ok(*account),
+                    _ => Err(ResponseCode::NotPermittedToTerminal),
+                }
+            }
+        }
+    }
+
+    fn refund(&mut self, request: &Request, ctx: &DebitContext) -> Result<Outcome, Outcome> {
+        let policy = Arc::clone(&self.policy);
+        let wallet_idx = self.state.cards[ctx.card_idx as usize].wallet;
+        let wallet = &self.state.wallets[wallet_idx as usize];
+        let channel =
+            &policy.programmes[wallet.programme as usize].channels[ctx.channel_idx as usize];
+        let declined = |code| Outcome {
+            card: Some(ctx.card_idx),
+            channel: Some(ctx.channel_idx),
+            amount_minor: ctx.amount_minor,
+            ..Outcome::decline("declined", code)
+        };
+        let acquirer_account = self
+            .state
+            .acquirer_accounts
+            .get(&(wallet.programme, request.key.acquirer.clone()))
+            .copied()
+            .ok_or(declined(ResponseCode::AcquirerNotAllowed))?;
+        let mut refundable = [0i64; Purse::COUNT];
+        for purse in Purse::ALL {
+            let pair = (wallet.accounts[purse.index()], acquirer_account);
+            refundable[purse.index()] = self.state.refundable.get(&pair).copied().unwrap_or(0);
+        }
+        let order = policy::purse_order(channel, TxnType::Refund);
+        let purse = policy::choose_refund_purse(
+            order,
+            request.to_account,
+            request.from_account,
+            &refundable,
+            ctx.amount_minor,
+        )
+        .map_err(declined)?;
+        let legs = vec![
+            (acquirer_account, -ctx.amount_minor),
+            (wallet.accounts[purse.index()], ctx.amount_minor),
+        ];
+        self.state.apply_legs(&legs);
+        let available = self.state.wallets[wallet_idx as usize].available_minor()[purse.index()];
+        Ok(Outcome {
+            code: Some(ResponseCode::Approved),
+            kind: "refund",
+            balances: vec![Balance {
+                purse,
+                amount_type: AmountType::Available,
+                amount_minor: available,
+            }],
+            legs,
+            card: Some(ctx.card_idx),
+            channel: Some(ctx.channel_idx),
+            purse: Some(purse),
+            amount_minor: ctx.amount_minor,
+            ..Outcome::default()
+        })
+    }
+
+    fn is_orphaned(&self, request: &Request) -> bool {
+        let key = (KeyGroup::of(request.class), request.key.clone());
+        self.state.orphan_keys.contains(&key)
+            || request.rrn.as_ref().is_some_and(|rrn| {
+                self.state.orphan_rrns.contains(&(
+                    request.key.acquirer.clone(),
+                    request.key.terminal.clone(),
+                    rrn.clone(),
+                ))
+            })
+    }
+
+    /// Writes the decision down: the transfer row, its legs, and the memory used for
+    /// retries and reversals. Returns the response to send after the commit.
+    fn record(
+        &mut self,
+        key: JournalKey,
+        request: &Request,
+        outcome: Outcome,
+        now: TimestampMs,
+        batch: &mut Batch,
+    ) -> Response {
+        let code = outcome.code.unwrap_or(ResponseCode::SystemMalfunction);
+        let approval_code = code.is_approved().then(|| approval_code(&request.key, now));
+        let response = Response {
+            code,
+            approval_code,
+            balances: outcome.balances,
+        };
+        let business_day = self.policy.calendar.business_day(now);
+        let card = outcome.card.map(|c| &self.state.cards[c as usize]);
+        let wallet = card.map(|c| &self.state.wallets[c.wallet as usize]);
+        let programme = wallet.map(|w| &self.policy.programmes[w.programme as usize]);
+        let row = TransferRow {
+            kind: outcome.kind.to_string(),
+            mti: request.mti.clone(),
+            rc: code.as_str().to_string(),
+            approval: response.approval_code.clone().unwrap_or_default(),
+            acquirer: request.key.acquirer.clone(),
+            terminal: request.key.terminal.clone(),
+            stan: request.key.stan.clone(),
+            transmitted: request.key.transmitted.clone(),
+            rrn: request.rrn.clone().unwrap_or_default(),
+            content_sha: hex::encode(request.content_sha),
+            card_sha: card.map(|c| c.card_sha.to_string()).unwrap_or_default(),
+            family_id: wallet.map(|w| w.family_id.to_string()).unwrap_or_default(),
+            programme_id: programme.map(|p| p.id.clone()).unwrap_or_default(),
+            channel: programme
+                .zip(outcome.channel)
+                .map(|(p, c)| p.channels[c as usize].name.clone())
+                .unwrap_or_default(),
+            purse: outcome
+                .purse
+                .map(|p| p.name().to_string())
+                .unwrap_or_default(),
+            amount_minor: outcome.amount_minor,
+            acceptor: request.acceptor_id.clone().unwrap_or_default(),
+            reference: outcome.reference.clone(),
+            business_day: i64::from(business_day),
+            at_ms: now.0,
+            balances: response.balances_text(),
+            ..TransferRow::default()
+        };
+        if outcome.pin_locked {
+            batch
+                .card_events
+                .push((row.card_sha.clone(), "pin_locked".to_string()));
+        }
+        batch.push(row, &outcome.legs);
+        if let Some(rrn) = request.rrn.as_ref() {
+            let rrn_key = (
+                request.key.acquirer.clone(),
+                request.key.terminal.clone(),
+                rrn.clone(),
+            );
+            self.state
+                .by_rrn
+                .entry(rrn_key)
+                .or_insert_with(|| key.clone());
+        }
+        self.state.journal.insert(
+            key,
+            TxnRecord {
+                content_sha: request.content_sha,
+                response: response.clone(),
+                card: outcome.card,
+                channel: outcome.channel,
+                business_day,
+                amount_minor: outcome.amount_minor,
+                legs: outcome.legs,
+                reversed: false,
+                counted: outcome.counted,
+            },
+        );
+        response
+    }
+}
+
+/// What the steps after the checks need.
+pub(super) struct DebitContext {
+    pub card_idx: u32,
+    pub channel_idx: u16,
+    pub txn_type: TxnType,
+    pub amount_minor: i64,
+    pub now: TimestampMs,
+}
+
+/// F4 in minor units; currency must be IDR; a debit or refund must move money.
+fn amount_of(
+    request: &Request,
+    acquirer: &AcquirerRules,
+    txn_type: TxnType,
+) -> Result<i64, Outcome> {
+    let bad = || Outcome::decline("declined", ResponseCode::InvalidAmount);
+    if request.currency.as_deref().is_some_and(|c| c != "360") {
+        return Err(bad());
+    }
+    let minor = wire_to_minor(request.amount_wire, acquirer.amount_exponent).ok_or_else(bad)?;
+    if txn_type != TxnType::BalanceInquiry && minor <= 0 {
+        return Err(bad());
+    }
+    Ok(minor)
+}
+
+/// A retry: the same content gets the first answer again; other content gets 94.
+fn replay_response(first: &TxnRecord, request: &Request) -> Response {
+    if first.content_sha != request.content_sha {
+        return Response::declined(ResponseCode::Duplicate);
+    }
+    let mut response = first.response.clone();
+    if request.class == MessageClass::ReversalAdvice
+        && response.code == ResponseCode::OriginalNotFound
+    {
+        // An 0420 is always acknowledged, even when it repeats an 0400 answered 25.
+        response.code = ResponseCode::Approved;
+    }
+    response
+}
+
+/// Six digits derived from the request key and the time: stable for the ledger,
+/// distinct enough for a cashier to read back.
+fn approval_code(key: &RequestKey, now: TimestampMs) -> String {
+    let mut h = Sha256::new();
+    for part in [&key.acquirer, &key.terminal, &key.stan, &key.transmitted] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    h.update(now.0.to_le_bytes());
+    let digest = h.finalize();
+    let n = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) % 1_000_000;
+    format!("{n:06}")
+}

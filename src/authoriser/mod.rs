@@ -1,0 +1,183 @@
+//! The authoriser: one task owns every balance, counter and recent decision, takes
+//! requests in batches from a bounded queue, decides them one after another, commits the
+//! batch as one database transaction, and only then releases the responses
+//! (design.md; the TigerBeetle / LMAX shape).
+
+pub mod core;
+mod load;
+mod replay;
+mod reversal;
+pub mod state;
+mod sync;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use self::core::Core;
+pub use self::state::State;
+use crate::domain::request::Request;
+use crate::domain::response::{Response, ResponseCode};
+use crate::domain::time::TimestampMs;
+use crate::ledger::{Batch, Db, LedgerWriter};
+use crate::policy::Policy;
+
+/// One request waiting for the single writer.
+pub struct Job {
+    pub request: Request,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// The way into the authoriser. Cheap to clone; when every handle is dropped the
+/// authoriser commits what it has and stops.
+#[derive(Clone)]
+pub struct AuthoriserHandle {
+    tx: mpsc::Sender<Job>,
+    health: Arc<Health>,
+}
+
+impl AuthoriserHandle {
+    /// Queues `request`, or answers 91 at once when the queue is full (overload is met
+    /// with fast declines, never with unbounded memory).
+    pub fn submit(&self, request: Request) -> oneshot::Receiver<Response> {
+        let (reply, rx) = oneshot::channel();
+        if let Err(err) = self.tx.try_send(Job { request, reply }) {
+            let job = match err {
+                mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job) => {
+                    job
+                }
+            };
+            let _ = job
+                .reply
+                .send(Response::declined(ResponseCode::LedgerUnavailable));
+        }
+        rx
+    }
+
+    pub fn health(&self) -> Arc<Health> {
+        Arc::clone(&self.health)
+    }
+}
+
+/// What the admin port reports: whether the last commit worked.
+#[derive(Debug)]
+pub struct Health {
+    pub ledger_writable: AtomicBool,
+}
+
+pub struct AuthoriserConfig {
+    pub queue_depth_max: usize,
+    pub batch_size_max: usize,
+    pub sync_interval: Duration,
+}
+
+/// Loads the state and starts the authoriser task. The returned join handle finishes
+/// after the last handle is dropped and the last batch is committed.
+pub async fn start(
+    db: Db,
+    policy: Arc<Policy>,
+    config: AuthoriserConfig,
+) -> Result<(AuthoriserHandle, tokio::task::JoinHandle<()>), crate::ledger::LedgerError> {
+    let state = State::load(&db, &policy, TimestampMs::now()).await?;
+    let (tx, rx) = mpsc::channel(config.queue_depth_max);
+    let health = Arc::new(Health {
+        ledger_writable: AtomicBool::new(true),
+    });
+    let task = Authoriser {
+        core: Core::new(policy, state),
+        writer: LedgerWriter::new(db.clone(), "switch"),
+        db,
+        rx,
+        health: Arc::clone(&health),
+        batch: Batch::default(),
+        stale: false,
+    };
+    let join = tokio::spawn(task.run(config));
+    Ok((AuthoriserHandle { tx, health }, join))
+}
+
+struct Authoriser {
+    core: Core,
+    writer: LedgerWriter,
+    db: Db,
+    rx: mpsc::Receiver<Job>,
+    health: Arc<Health>,
+    batch: Batch,
+    /// The in-memory state no longer matches the ledger (a commit failed and the
+    /// rebuild has not succeeded yet): everything gets 91 until it does.
+    stale: bool,
+}
+
+impl Authoriser {
+    async fn run(mut self, config: AuthoriserConfig) {
+        let mut jobs = Vec::with_capacity(config.batch_size_max);
+        let mut sync_tick = tokio::time::interval(config.sync_interval);
+        sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                received = self.rx.recv_many(&mut jobs, config.batch_size_max) => {
+                    if received == 0 {
+                        break;
+                    }
+                    self.process(&mut jobs).await;
+                }
+                _ = sync_tick.tick() => self.sync_or_rebuild().await,
+            }
+        }
+        tracing::info!("authoriser stopped: queue closed and drained");
+    }
+
+    async fn process(&mut self, jobs: &mut Vec<Job>) {
+        if self.stale {
+            self.sync_or_rebuild().await;
+        }
+        let now = TimestampMs::now();
+        self.batch.clear();
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs.drain(..) {
+            let response = if self.stale {
+                Response::declined(ResponseCode::LedgerUnavailable)
+            } else {
+                self.core.handle(&job.request, now, &mut self.batch)
+            };
+            replies.push((job.reply, response));
+        }
+        if !self.batch.is_empty() {
+            if let Err(err) = self.writer.commit(&self.batch, now.0).await {
+                tracing::error!(error = %err, rows = self.batch.transfers.len(), "ledger commit failed: batch answered 91");
+                self.health.ledger_writable.store(false, Ordering::Relaxed);
+                self.stale = true;
+                for (_, response) in replies.iter_mut() {
+                    *response = Response::declined(ResponseCode::LedgerUnavailable);
+                }
+            } else {
+                self.health.ledger_writable.store(true, Ordering::Relaxed);
+            }
+        }
+        for (reply, response) in replies {
+            // The peer may have gone; its rows are committed either way.
+            let _ = reply.send(response);
+        }
+    }
+
+    /// Picks up what others wrote, or rebuilds the state after a failed commit.
+    async fn sync_or_rebuild(&mut self) {
+        if self.stale {
+            match State::load(&self.db, &self.core.policy, TimestampMs::now()).await {
+                Ok(state) => {
+                    self.core.state = state;
+                    self.stale = false;
+                    tracing::warn!("state rebuilt from the ledger after a failed commit");
+                }
+                Err(err) => tracing::error!(error = %err, "state rebuild failed; answering 91"),
+            }
+            return;
+        }
+        if let Err(err) = sync::pick_up(&self.db, &mut self.core).await {
+            tracing::warn!(error = %err, "sync with the database failed; will retry");
+        }
+    }
+}

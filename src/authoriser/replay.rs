@@ -1,0 +1,202 @@
+//! Rebuilding the memory of recent decisions from the ledger: retries answered the same
+//! way after a restart, reversals that find their originals, today's counters and PIN
+//! tries. The live path and this one share `State` methods, so they cannot drift.
+
+use std::collections::HashMap;
+
+use super::state::{JournalKey, KeyGroup, State, TxnRecord};
+use crate::domain::request::RequestKey;
+use crate::domain::response::{Response, ResponseCode};
+use crate::domain::time::TimestampMs;
+use crate::ledger::TransferRow;
+use crate::policy::Policy;
+
+pub(super) fn recent(
+    state: &mut State,
+    policy: &Policy,
+    transfers: &[TransferRow],
+    entries: &[(i64, i32, i64, i64)],
+    now: TimestampMs,
+) {
+    let mut legs: HashMap<(i64, i32), Vec<(i64, i64)>> = HashMap::new();
+    for (batch_seq, idx, account, amount) in entries {
+        legs.entry((*batch_seq, *idx))
+            .or_default()
+            .push((*account, *amount));
+    }
+    let today = policy.calendar.business_day(now);
+    for row in transfers {
+        let Some(group) = group_of_mti(&row.mti) else {
+            continue; // disbursements and other movements have no request key
+        };
+        let row_legs = legs.remove(&(row.batch_seq, row.idx)).unwrap_or_default();
+        replay_row(state, policy, group, row, row_legs, today);
+    }
+}
+
+fn group_of_mti(mti: &str) -> Option<KeyGroup> {
+    match mti.get(0..2)? {
+        "04" => Some(KeyGroup::Reversal),
+        _ => KeyGroup::of_mti(mti),
+    }
+}
+
+fn replay_row(
+    state: &mut State,
+    policy: &Policy,
+    group: KeyGroup,
+    row: &TransferRow,
+    legs: Vec<(i64, i64)>,
+    today: u32,
+) {
+    let key: JournalKey = (group, key_of(row));
+    let card = state.card_by_sha(&row.card_sha);
+    let channel = card.and_then(|c| channel_index(state, policy, c, &row.channel));
+    let code = ResponseCode::from_str_code(&row.rc).unwrap_or(ResponseCode::SystemMalfunction);
+    let day = u32::try_from(row.business_day).unwrap_or(0);
+    let counted = code.is_approved() && matches!(row.kind.as_str(), "purchase" | "withdrawal");
+    if let (Some(c), Some(ch), true) = (card, channel, counted && day == today) {
+        state.cards[c as usize].count_use(day, ch, 1, row.amount_minor);
+    }
+    if let Some(c) = card {
+        replay_pin(state, policy, c, channel, row, code);
+    }
+    if group == KeyGroup::Reversal {
+        replay_reversal(state, row, !legs.is_empty(), today);
+    }
+    if !row.rrn.is_empty() {
+        let rrn_key = (row.acquirer.clone(), row.terminal.clone(), row.rrn.clone());
+        state.by_rrn.entry(rrn_key).or_insert_with(|| key.clone());
+    }
+    let mut content_sha = [0u8; 32];
+    let _ = hex::decode_to_slice(&row.content_sha, &mut content_sha);
+    let response = Response {
+        code,
+        approval_code: (!row.approval.is_empty()).then(|| row.approval.clone()),
+        balances: Response::parse_balances_text(&row.balances),
+    };
+    let record = TxnRecord {
+        content_sha,
+        response,
+        card,
+        channel,
+        business_day: day,
+        amount_minor: row.amount_minor,
+        legs,
+        reversed: false,
+        counted,
+    };
+    state.journal.entry(key).or_insert(record);
+}
+
+fn key_of(row: &TransferRow) -> RequestKey {
+    RequestKey {
+        acquirer: row.acquirer.clone(),
+        terminal: row.terminal.clone(),
+        stan: row.stan.clone(),
+        transmitted: row.transmitted.clone(),
+    }
+}
+
+fn channel_index(state: &State, policy: &Policy, card: u32, name: &str) -> Option<u16> {
+    let wallet = &state.wallets[state.cards[card as usize].wallet as usize];
+    let programme = &policy.programmes[wallet.programme as usize];
+    programme
+        .channels
+        .iter()
+        .position(|c| c.name == name)
+        .map(|i| i as u16)
+}
+
+/// Consecutive wrong PINs since the last right one or the last unlock.
+fn replay_pin(
+    state: &mut State,
+    policy: &Policy,
+    card: u32,
+    channel: Option<u16>,
+    row: &TransferRow,
+    code: ResponseCode,
+) {
+    let wallet = state.cards[card as usize].wallet;
+    let programme = state.wallets[wallet as usize].programme as usize;
+    let pin_channel = channel
+        .and_then(|c| policy.programmes[programme].channels.get(c as usize))
+        .is_some_and(|c| c.pin_required);
+    let card = &mut state.cards[card as usize];
+    if row.at_ms < card.pin_unlocked_at_ms {
+        return;
+    }
+    match code {
+        ResponseCode::WrongPin => card.pin_fails = card.pin_fails.saturating_add(1),
+        ResponseCode::Approved if pin_channel && row.kind != "reversal" => card.pin_fails = 0,
+        _ => {}
+    }
+}
+
+/// Marks the original reversed, or remembers the reversal as an orphan.
+fn replay_reversal(state: &mut State, row: &TransferRow, posted: bool, today: u32) {
+    let Some(target) = parse_reference(state, &row.reference) else {
+        return;
+    };
+    match target {
+        Reference::Key(key) if state.journal.contains_key(&key) => {
+            mark_reversed(state, &key, row, posted, today);
+        }
+        Reference::Key(key) => {
+            state.orphan_keys.insert(key);
+        }
+        Reference::Rrn(rrn_key) => match state.by_rrn.get(&rrn_key).cloned() {
+            Some(key) => mark_reversed(state, &key, row, posted, today),
+            None => {
+                state.orphan_rrns.insert(rrn_key);
+            }
+        },
+    }
+}
+
+fn mark_reversed(state: &mut State, key: &JournalKey, row: &TransferRow, posted: bool, today: u32) {
+    let Some(original) = state.journal.get_mut(key) else {
+        return;
+    };
+    if !original.response.code.is_approved() || original.reversed || row.rc != "00" {
+        return;
+    }
+    original.reversed = true;
+    let full = row.amount_minor == original.amount_minor;
+    if let (true, true, Some(card), Some(channel)) = (
+        posted && original.counted,
+        original.business_day == today,
+        original.card,
+        original.channel,
+    ) {
+        let count = if full { -1 } else { 0 };
+        state.cards[card as usize].count_use(today, channel, count, -row.amount_minor);
+    }
+}
+
+enum Reference {
+    Key(JournalKey),
+    Rrn((String, String, String)),
+}
+
+fn parse_reference(_state: &State, reference: &str) -> Option<Reference> {
+    if let Some(rest) = reference.strip_prefix("K:") {
+        let (mti, key) = rest.split_once(':')?;
+        let mut parts = key.split('|');
+        let key = RequestKey {
+            acquirer: parts.next()?.to_string(),
+            terminal: parts.next()?.to_string(),
+            stan: parts.next()?.to_string(),
+            transmitted: parts.next()?.to_string(),
+        };
+        let group = KeyGroup::of_mti(mti).unwrap_or(KeyGroup::Financial);
+        return Some(Reference::Key((group, key)));
+    }
+    let rest = reference.strip_prefix("R:")?;
+    let mut parts = rest.split('|');
+    Some(Reference::Rrn((
+        parts.next()?.to_string(),
+        parts.next()?.to_string(),
+        parts.next()?.to_string(),
+    )))
+}

@@ -1,0 +1,223 @@
+//! Everything the single writer holds in memory: wallets, cards, settlement accounts,
+//! recent decisions (idempotency and reversals) and the day's counters. Rebuilt from
+//! the ledger at start-up and after a failed commit; never shared, so never locked.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::domain::money::Purse;
+use crate::domain::request::{MessageClass, RequestKey};
+use crate::domain::response::Response;
+use crate::policy::{CardStatus, CardView, DailyUse};
+
+/// Dense index of a family's wallet.
+pub type WalletIdx = u32;
+/// Dense index of a card.
+pub type CardIdx = u32;
+
+#[derive(Debug, Clone)]
+pub struct Wallet {
+    pub family_id: Arc<str>,
+    pub programme: u16,
+    pub accounts: [i64; Purse::COUNT],
+    /// Ledger balance per purse, minor units.
+    pub balance_minor: [i64; Purse::COUNT],
+    /// Amount reserved by open holds per purse.
+    pub held_minor: [i64; Purse::COUNT],
+}
+
+impl Wallet {
+    pub fn available_minor(&self) -> [i64; Purse::COUNT] {
+        let mut out = [0; Purse::COUNT];
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = self.balance_minor[i] - self.held_minor[i];
+        }
+        out
+    }
+}
+
+#[derive(Clone)]
+pub struct Card {
+    pub wallet: WalletIdx,
+    pub card_sha: Arc<str>,
+    pub expiry: u16,
+    pub status: CardStatus,
+    pub pin_offset: String,
+    pub pin_fails: u8,
+    pub pin_locked: bool,
+    /// When an operator last unlocked the PIN: wrong tries before it no longer count.
+    pub pin_unlocked_at_ms: i64,
+    /// (business day YYYYMMDD, channel index) -> use; only today's entries are kept.
+    pub daily: Vec<(u32, u16, DailyUse)>,
+}
+
+impl std::fmt::Debug for Card {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Card")
+            .field("wallet", &self.wallet)
+            .field("status", &self.status)
+            .field("pin_locked", &self.pin_locked)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Card {
+    pub fn view(&self) -> CardView {
+        CardView {
+            status: self.status,
+            expiry: self.expiry,
+            pin_locked: self.pin_locked,
+        }
+    }
+
+    pub fn daily_use(&self, day: u32, channel: u16) -> DailyUse {
+        self.daily
+            .iter()
+            .find(|(d, c, _)| *d == day && *c == channel)
+            .map(|(_, _, u)| *u)
+            .unwrap_or_default()
+    }
+
+    /// Adds (or, for a reversal, removes) use of a channel on a business day.
+    pub fn count_use(&mut self, day: u32, channel: u16, count_delta: i64, amount_delta_minor: i64) {
+        self.daily.retain(|(d, _, _)| *d >= day);
+        let slot = match self
+            .daily
+            .iter_mut()
+            .find(|(d, c, _)| *d == day && *c == channel)
+        {
+            Some((_, _, used)) => used,
+            None => {
+                self.daily.push((day, channel, DailyUse::default()));
+                match self.daily.last_mut() {
+                    Some((_, _, used)) => used,
+                    None => return,
+                }
+            }
+        };
+        slot.count = u32::try_from((i64::from(slot.count) + count_delta).max(0)).unwrap_or(0);
+        slot.amount_minor = (slot.amount_minor + amount_delta_minor).max(0);
+    }
+}
+
+/// Which family of messages a key belongs to: a 0200 and its 0420 may share F11 and F7
+/// on some networks, and must not collide as "same key, different content".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyGroup {
+    Authorisation,
+    Financial,
+    Advice,
+    Reversal,
+}
+
+impl KeyGroup {
+    pub fn of(class: MessageClass) -> KeyGroup {
+        match class {
+            MessageClass::Authorisation => KeyGroup::Authorisation,
+            MessageClass::Financial | MessageClass::NetworkManagement => KeyGroup::Financial,
+            MessageClass::Advice => KeyGroup::Advice,
+            MessageClass::ReversalRequest | MessageClass::ReversalAdvice => KeyGroup::Reversal,
+        }
+    }
+
+    /// The group of an original named by the MTI in F90.
+    pub fn of_mti(mti: &str) -> Option<KeyGroup> {
+        match mti.get(0..2)? {
+            "01" => Some(KeyGroup::Authorisation),
+            "02" if mti.get(2..3) == Some("0") => Some(KeyGroup::Financial),
+            "02" => Some(KeyGroup::Advice),
+            _ => None,
+        }
+    }
+}
+
+pub type JournalKey = (KeyGroup, RequestKey);
+
+/// A decision the switch made and remembers: to answer retries the same way and to
+/// find what a reversal undoes.
+#[derive(Debug, Clone)]
+pub struct TxnRecord {
+    pub content_sha: [u8; 32],
+    pub response: Response,
+    pub card: Option<CardIdx>,
+    pub channel: Option<u16>,
+    pub business_day: u32,
+    pub amount_minor: i64,
+    /// The legs posted: (account, signed minor units).
+    pub legs: Vec<(i64, i64)>,
+    /// A reversal has been applied (a second one posts nothing).
+    pub reversed: bool,
+    /// Counts toward a daily count limit (withdrawals, rides).
+    pub counted: bool,
+}
+
+/// The rest of the state: settlement accounts, providers, memory of recent decisions.
+#[derive(Debug, Default)]
+pub struct State {
+    pub wallets: Vec<Wallet>,
+    pub wallet_index: HashMap<Arc<str>, WalletIdx>,
+    pub cards: Vec<Card>,
+    pub card_index: HashMap<Arc<str>, CardIdx>,
+    /// Per programme: the funding account.
+    pub funding_accounts: Vec<i64>,
+    /// (programme, acquirer id) -> settlement account.
+    pub acquirer_accounts: HashMap<(u16, String), i64>,
+    /// (programme, provider id) -> account.
+    pub provider_accounts: HashMap<(u16, String), i64>,
+    /// Provider id -> the channel it is registered for.
+    pub providers: HashMap<String, String>,
+    /// (purse account, acquirer account) -> net paid, the ceiling for refunds.
+    pub refundable: HashMap<(i64, i64), i64>,
+    /// Purse account -> (wallet, purse), to apply entries written by others.
+    pub purse_accounts: HashMap<i64, (WalletIdx, Purse)>,
+    pub journal: HashMap<JournalKey, TxnRecord>,
+    /// (acquirer, terminal, RRN) -> key: reversals without F90.
+    pub by_rrn: HashMap<(String, String, String), JournalKey>,
+    /// Originals whose reversal came first: they are declined 05 when they arrive.
+    pub orphan_keys: HashSet<JournalKey>,
+    pub orphan_rrns: HashSet<(String, String, String)>,
+    pub cursor: SyncCursor,
+}
+
+/// How far the state has read each table that others write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncCursor {
+    pub family_seq: i64,
+    pub card_seq: i64,
+    pub card_event_seq: i64,
+    pub provider_seq: i64,
+    pub batch_seq: i64,
+}
+
+impl State {
+    /// Posts legs to the in-memory balances, and keeps the refund ceiling: money that
+    /// moved from a purse to an acquirer may come back by refund, and no more.
+    pub fn apply_legs(&mut self, legs: &[(i64, i64)]) {
+        for (account, amount) in legs {
+            if let Some((wallet, purse)) = self.purse_accounts.get(account).copied() {
+                if let Some(w) = self.wallets.get_mut(wallet as usize) {
+                    w.balance_minor[purse.index()] += amount;
+                }
+            }
+        }
+        if let [(a, amount_a), (b, _)] = legs {
+            let pair = if self.purse_accounts.contains_key(a) {
+                (*a, *b)
+            } else {
+                (*b, *a)
+            };
+            if self.purse_accounts.contains_key(&pair.0) && self.is_acquirer_account(pair.1) {
+                let to_acquirer = if pair.0 == *a { -amount_a } else { *amount_a };
+                *self.refundable.entry(pair).or_insert(0) += to_acquirer;
+            }
+        }
+    }
+
+    fn is_acquirer_account(&self, account: i64) -> bool {
+        self.acquirer_accounts.values().any(|a| *a == account)
+    }
+
+    pub fn card_by_sha(&self, card_sha: &str) -> Option<CardIdx> {
+        self.card_index.get(card_sha).copied()
+    }
+}

@@ -1,0 +1,167 @@
+//! The command line of interfaces.md. Each command is a few lines that call into the
+//! library; errors become one line on stderr and a non-zero exit.
+
+mod commands;
+
+pub use commands::open as open_db;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "multiguna",
+    version,
+    about = "Kartu Multiguna transaction switch"
+)]
+pub struct Cli {
+    /// Configuration file (TOML); default: the embedded config/default.toml.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the switch: ISO 8583 listeners and the ledger.
+    Serve {
+        /// Answer 00 without policy, authoriser or ledger: the baseline for benchmarks.
+        #[arg(long)]
+        echo: bool,
+    },
+    /// A self-contained tour: temporary database, a synthetic province, live traffic.
+    Demo {
+        /// Families in the synthetic province.
+        #[arg(long, default_value_t = 2_000)]
+        families: u32,
+        /// Seconds of traffic before the demo stops (0: until Ctrl-C).
+        #[arg(long, default_value_t = 0)]
+        seconds: u64,
+    },
+    /// Apply the migrations to the configured database.
+    Migrate,
+    /// Load beneficiaries or providers.
+    Import {
+        #[command(subcommand)]
+        what: ImportWhat,
+    },
+    /// Load a disbursement batch from the programme's funding.
+    Disburse {
+        file: PathBuf,
+        #[arg(long)]
+        programme: Option<String>,
+    },
+    /// Change a card's status, or unlock a PIN locked by wrong tries.
+    Card {
+        #[arg(value_parser = ["block", "unblock", "lost", "stolen", "unlock-pin"])]
+        action: String,
+        pan: String,
+    },
+    /// Ledger checks.
+    Ledger {
+        #[command(subcommand)]
+        what: LedgerWhat,
+    },
+    /// PIN tools for card production and test clients.
+    Pin {
+        #[command(subcommand)]
+        what: PinWhat,
+    },
+    /// Send one transaction to a running switch and print the answer.
+    Send(commands::SendArgs),
+}
+
+#[derive(Subcommand)]
+pub enum ImportWhat {
+    Beneficiaries {
+        file: PathBuf,
+        #[arg(long)]
+        programme: Option<String>,
+    },
+    Providers {
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LedgerWhat {
+    /// Check the hash chain, double entry and the balances; exit 0 only if all hold.
+    Verify,
+}
+
+#[derive(Subcommand)]
+pub enum PinWhat {
+    /// Print the IBM 3624 offset of a PIN under the configured PIN verification key.
+    Offset {
+        #[arg(long)]
+        pan: String,
+        #[arg(long)]
+        pin: String,
+    },
+    /// Print the encrypted ISO 9564 format-0 PIN block a terminal of the acquirer sends.
+    Block {
+        #[arg(long)]
+        pan: String,
+        #[arg(long)]
+        pin: String,
+        #[arg(long)]
+        acquirer: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("multiguna: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("multiguna: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    text.lines().next().unwrap_or("error").to_string()
+}
+
+/// Human-readable logs on stderr; `MULTIGUNA_LOG` (or `RUST_LOG`) sets the filter and
+/// `MULTIGUNA_LOG_FORMAT=json` switches to JSON lines.
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("MULTIGUNA_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_string());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(filter))
+        .with_writer(std::io::stderr);
+    let _ = if std::env::var("MULTIGUNA_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,393 @@
+//! Configuration: one TOML file, every key overridable by `MULTIGUNA__SECTION__KEY`.
+//!
+//! The file is read once at start-up into plain structs; the rest of the switch gets
+//! typed, validated values (amounts already in minor units, purses as enums), so no
+//! module parses configuration strings on the hot path.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::domain::money::{rupiah_to_minor, Purse};
+use crate::domain::request::TxnType;
+
+/// The embedded default, compiled in so `multiguna demo` and tests need no files.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+const ENV_PREFIX: &str = "MULTIGUNA__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config is not valid TOML: {0}")]
+    Toml(String),
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub switch: SwitchConfig,
+    pub database: DatabaseConfig,
+    pub authoriser: AuthoriserConfig,
+    pub admin: AdminConfig,
+    pub security: SecurityConfig,
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
+    #[serde(default)]
+    pub acquirers: Vec<AcquirerConfig>,
+    #[serde(default)]
+    pub programmes: Vec<ProgrammeConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SwitchConfig {
+    pub default_programme: String,
+    pub business_day_cutover: String,
+    pub utc_offset_minutes: i32,
+    pub idempotency_window_hours: u32,
+    pub sync_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseConfig {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthoriserConfig {
+    pub queue_depth_max: usize,
+    pub batch_size_max: usize,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct AdminConfig {
+    pub bind: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("bind", &self.bind)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Clone, Deserialize)]
+pub struct SecurityConfig {
+    pub pin_verification_key: String,
+    pub decimalisation_table: String,
+    pub pin_length: usize,
+    pub pin_tries_max: u8,
+}
+
+impl std::fmt::Debug for SecurityConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecurityConfig")
+            .field("pin_verification_key", &"<redacted>")
+            .field("pin_length", &self.pin_length)
+            .field("pin_tries_max", &self.pin_tries_max)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Framing {
+    #[serde(rename = "len2")]
+    Len2,
+    #[serde(rename = "len4-ascii")]
+    Len4Ascii,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub bind: String,
+    pub framing: Framing,
+    pub max_frame: usize,
+    pub connections_max: usize,
+    pub idle_timeout_s: u64,
+    pub inflight_per_connection_max: usize,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct AcquirerConfig {
+    pub id: String,
+    pub name: String,
+    pub amount_exponent: u32,
+    pub channels: Vec<String>,
+    #[serde(default)]
+    pub zone_pin_key: String,
+}
+
+impl std::fmt::Debug for AcquirerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcquirerConfig")
+            .field("id", &self.id)
+            .field("amount_exponent", &self.amount_exponent)
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProgrammeConfig {
+    pub id: String,
+    pub name: String,
+    pub hold_ttl_s: u64,
+    pub channels: Vec<ChannelConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CreditTarget {
+    /// The acquirer's settlement account (ATM, minimarket, bus).
+    #[default]
+    Acquirer,
+    /// The provider named in F42, registered for the channel (clinic, school).
+    Provider,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChannelConfig {
+    pub name: String,
+    pub mccs: Vec<u16>,
+    pub types: Vec<String>,
+    pub purses: BTreeMap<String, Vec<String>>,
+    pub pin_required: bool,
+    #[serde(default)]
+    pub service_required: bool,
+    #[serde(default)]
+    pub credit: CreditTarget,
+    pub amount_max: Option<Decimal>,
+    pub amount_multiple: Option<Decimal>,
+    pub daily_amount_max: Option<Decimal>,
+    pub daily_count_max: Option<u32>,
+}
+
+impl Config {
+    /// Reads `path` (or the embedded default when `None`) and applies the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?,
+            None => DEFAULT_TOML.to_string(),
+        };
+        Self::from_toml_with_env(&text, std::env::vars())
+    }
+
+    pub fn from_toml_with_env(
+        text: &str,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut value: toml::Value =
+            toml::from_str(text).map_err(|e| ConfigError::Toml(e.message().to_string()))?;
+        for (key, raw) in env {
+            if let Some(path) = key.strip_prefix(ENV_PREFIX) {
+                apply_override(&mut value, path, &raw)?;
+            }
+        }
+        let config: Config = value
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Toml(e.message().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.authoriser.batch_size_max == 0 || self.authoriser.queue_depth_max == 0 {
+            return Err(ConfigError::Invalid(
+                "authoriser batch_size_max and queue_depth_max must be > 0".into(),
+            ));
+        }
+        if !self
+            .programmes
+            .iter()
+            .any(|p| p.id == self.switch.default_programme)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "default_programme {} is not a configured programme",
+                self.switch.default_programme
+            )));
+        }
+        for acquirer in &self.acquirers {
+            if acquirer.amount_exponent != 0 && acquirer.amount_exponent != 2 {
+                return Err(ConfigError::Invalid(format!(
+                    "acquirer {}: amount_exponent must be 0 or 2",
+                    acquirer.id
+                )));
+            }
+        }
+        for programme in &self.programmes {
+            for channel in &programme.channels {
+                channel.compile().map_err(|e| {
+                    ConfigError::Invalid(format!("programme {}: {e}", programme.id))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn programme(&self, id: &str) -> Option<&ProgrammeConfig> {
+        self.programmes.iter().find(|p| p.id == id)
+    }
+}
+
+/// Sets `a__b__c` (already lower-cased) in the TOML tree. The raw value is read as a
+/// TOML scalar when it parses as one (numbers, booleans), else as a string, so
+/// `MULTIGUNA__AUTHORISER__BATCH_SIZE_MAX=64` stays a number.
+fn apply_override(root: &mut toml::Value, path: &str, raw: &str) -> Result<(), ConfigError> {
+    let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+    let mut node = root;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let table = match node {
+            toml::Value::Table(t) => t,
+            toml::Value::Array(items) => {
+                // LISTENERS__0__BIND: an index into an array of tables.
+                let index: usize = part.parse().map_err(|_| {
+                    ConfigError::Invalid(format!("MULTIGUNA__{path}: {part} is not an index"))
+                })?;
+                let len = items.len();
+                node = items.get_mut(index).ok_or_else(|| {
+                    ConfigError::Invalid(format!("MULTIGUNA__{path}: index {index} >= {len}"))
+                })?;
+                continue;
+            }
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "MULTIGUNA__{path}: {part} is not a section"
+                )))
+            }
+        };
+        if last {
+            table.insert(part.clone(), scalar(raw));
+            return Ok(());
+        }
+        node = table
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+    Ok(())
+}
+
+fn scalar(raw: &str) -> toml::Value {
+    let probe = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&probe) {
+        Ok(mut t) => match t.remove("v") {
+            Some(
+                v @ (toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Float(_)),
+            ) => v,
+            Some(v @ toml::Value::Array(_)) => v,
+            _ => toml::Value::String(raw.to_string()),
+        },
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// A channel's rules with amounts in minor units and names resolved to enums.
+#[derive(Debug, Clone)]
+pub struct ChannelRules {
+    pub name: String,
+    pub mccs: Vec<u16>,
+    pub types: Vec<TxnType>,
+    /// Purse order per transaction type; a type missing here may use every purse.
+    pub purses: Vec<(TxnType, Vec<Purse>)>,
+    pub pin_required: bool,
+    pub service_required: bool,
+    pub credit: CreditTarget,
+    pub amount_max_minor: Option<i64>,
+    pub amount_multiple_minor: Option<i64>,
+    pub daily_amount_max_minor: Option<i64>,
+    pub daily_count_max: Option<u32>,
+}
+
+impl ChannelConfig {
+    pub fn compile(&self) -> Result<ChannelRules, String> {
+        let name = &self.name;
+        let types = self
+            .types
+            .iter()
+            .map(|t| TxnType::from_code(t).ok_or(format!("channel {name}: unknown type {t}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut purses = Vec::new();
+        for (code, list) in &self.purses {
+            let txn_type =
+                TxnType::from_code(code).ok_or(format!("channel {name}: unknown type {code}"))?;
+            let order = list
+                .iter()
+                .map(|p| Purse::from_name(p).ok_or(format!("channel {name}: unknown purse {p}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            purses.push((txn_type, order));
+        }
+        let minor = |v: &Option<Decimal>, what: &str| -> Result<Option<i64>, String> {
+            v.map(|d| rupiah_to_minor(d).ok_or(format!("channel {name}: bad {what}")))
+                .transpose()
+        };
+        Ok(ChannelRules {
+            name: name.clone(),
+            mccs: self.mccs.clone(),
+            types,
+            purses,
+            pin_required: self.pin_required,
+            service_required: self.service_required,
+            credit: self.credit,
+            amount_max_minor: minor(&self.amount_max, "amount_max")?,
+            amount_multiple_minor: minor(&self.amount_multiple, "amount_multiple")?,
+            daily_amount_max_minor: minor(&self.daily_amount_max, "daily_amount_max")?,
+            daily_count_max: self.daily_count_max,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses_and_validates() {
+        let config = Config::from_toml_with_env(DEFAULT_TOML, std::iter::empty()).unwrap();
+        assert_eq!(config.switch.default_programme, "jamsosratu");
+        assert_eq!(config.programmes[0].channels.len(), 5);
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys_and_keeps_numbers() {
+        let env = vec![
+            (
+                "MULTIGUNA__DATABASE__URL".to_string(),
+                "postgres://x/y".to_string(),
+            ),
+            (
+                "MULTIGUNA__AUTHORISER__BATCH_SIZE_MAX".to_string(),
+                "64".to_string(),
+            ),
+            (
+                "MULTIGUNA__LISTENERS__0__BIND".to_string(),
+                "127.0.0.1:0".to_string(),
+            ),
+        ];
+        let config = Config::from_toml_with_env(DEFAULT_TOML, env.into_iter()).unwrap();
+        assert_eq!(config.database.url, "postgres://x/y");
+        assert_eq!(config.authoriser.batch_size_max, 64);
+        assert_eq!(config.listeners[0].bind, "127.0.0.1:0");
+    }
+
+    #[test]
+    fn debug_never_shows_keys_or_tokens() {
+        let config = Config::from_toml_with_env(DEFAULT_TOML, std::iter::empty()).unwrap();
+        let text = format!("{config:?}");
+        assert!(!text.contains(&config.admin.token));
+        assert!(!text.contains(&config.security.pin_verification_key));
+        assert!(!text.contains(&config.acquirers[0].zone_pin_key));
+    }
+}

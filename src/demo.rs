@@ -1,0 +1,289 @@
+//! `multiguna demo`: a synthetic province in a temporary SQLite database, the real
+//! switch on free ports, and a terminal simulator sending traffic from all five
+//! channels. It prints what to look at and cards to try by hand.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{IsoClient, TxnSpec};
+use crate::config::{Config, Framing, DEFAULT_TOML};
+use crate::domain::pan::luhn_check_digit;
+use crate::security::keys::TdesKey;
+use crate::security::pin::{encrypt_pin_block, ibm3624_offset, DecimalisationTable, Pin};
+
+/// A card of the synthetic province, with its PIN (demo data only).
+#[derive(Clone)]
+pub struct DemoCard {
+    pub family_id: String,
+    pub pan: String,
+    pub pin: String,
+}
+
+/// Writes beneficiaries, providers and a disbursement for `families` families into
+/// `dir`; returns the cards. Deterministic for a seed, so tests can use it too.
+pub fn write_province(
+    config: &Config,
+    dir: &std::path::Path,
+    families: u32,
+    seed: u64,
+) -> anyhow::Result<Vec<DemoCard>> {
+    let pvk = TdesKey::from_hex(&config.security.pin_verification_key)?;
+    let table = DecimalisationTable::parse(&config.security.decimalisation_table)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut beneficiaries =
+        String::from("family_id,member_id,member_name,role,pan,expiry,pin_offset\n");
+    let mut disbursements = String::from("batch_ref,family_id,purse,amount\n");
+    let mut cards = Vec::new();
+    for f in 0..families {
+        let family_id = format!("3601{:012}", f + 1);
+        for (m, role) in ["head", "spouse"].iter().enumerate() {
+            let body = format!("603456{:09}", u64::from(f) * 2 + m as u64);
+            let pan = format!("{body}{}", luhn_check_digit(&body));
+            let pin = format!("{:06}", rng.gen_range(0..1_000_000));
+            let offset = ibm3624_offset(&pan, &Pin::new(&pin)?, &pvk, &table)?;
+            let member_id = format!("3601{:012}", u64::from(f) * 2 + m as u64 + 1);
+            beneficiaries.push_str(&format!(
+                "{family_id},{member_id},Warga {f} {role},{role},{pan},2912,{offset}\n"
+            ));
+            cards.push(DemoCard {
+                family_id: family_id.clone(),
+                pan,
+                pin,
+            });
+        }
+        for (purse, amount) in [
+            ("cash", 750_000),
+            ("food", 300_000),
+            ("health", 500_000),
+            ("education", 400_000),
+            ("transport", 100_000),
+        ] {
+            disbursements.push_str(&format!("DEMO-T1,{family_id},{purse},{amount}\n"));
+        }
+    }
+    std::fs::write(dir.join("beneficiaries.csv"), beneficiaries)?;
+    std::fs::write(dir.join("disbursements.csv"), disbursements)?;
+    std::fs::write(
+        dir.join("providers.csv"),
+        "provider_id,name,channel\nKLINIK-SERANG-01,Klinik Pratama Serang,clinic\nSDN-SERANG-01,SD Negeri 1 Serang,school\n",
+    )?;
+    Ok(cards)
+}
+
+pub async fn run(families: u32, seconds: u64) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db_path = dir.path().join("multiguna.db");
+    let env = vec![
+        (
+            "MULTIGUNA__DATABASE__URL".to_string(),
+            format!("sqlite://{}", db_path.display()),
+        ),
+        (
+            "MULTIGUNA__LISTENERS__0__BIND".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
+    ];
+    let config = Config::from_toml_with_env(DEFAULT_TOML, env.into_iter())?;
+    println!(
+        "multiguna demo: building a province of {families} families in {}",
+        dir.path().display()
+    );
+    let cards = write_province(&config, dir.path(), families, 8583)?;
+    let db = crate::cli::open_db(&config).await?;
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name));
+    crate::import::beneficiaries::import(
+        &db,
+        "beneficiaries.csv",
+        &read("beneficiaries.csv")?,
+        "jamsosratu",
+    )
+    .await?;
+    crate::import::providers::import(&db, &config, "providers.csv", &read("providers.csv")?)
+        .await?;
+    let calendar = crate::domain::time::BusinessCalendar::new(420, "23:59:59")
+        .ok_or_else(|| anyhow::anyhow!("calendar"))?;
+    crate::import::disbursements::disburse(
+        &db,
+        &calendar,
+        "disbursements.csv",
+        &read("disbursements.csv")?,
+        "jamsosratu",
+        "cli",
+    )
+    .await?;
+    db.close().await;
+
+    let shutdown = CancellationToken::new();
+    crate::server::cancel_on_signal(shutdown.clone());
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let server = crate::server::run(config.clone(), false, shutdown.clone(), move |bound| {
+        let _ = ready_tx.send(bound.first().map(|(_, a)| *a));
+    });
+    let tour = async {
+        let addr = ready_rx
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no listener"))?;
+        print_guide(addr, &cards);
+        let stopper = async {
+            if seconds > 0 {
+                tokio::time::sleep(Duration::from_secs(seconds)).await;
+                shutdown.cancel();
+            }
+        };
+        let (counts, ()) = tokio::join!(
+            traffic(config.clone(), addr, cards.clone(), shutdown.clone()),
+            stopper
+        );
+        anyhow::Ok(counts?)
+    };
+    let (served, counts) = tokio::join!(server, tour);
+    served?;
+    let counts = counts?;
+    println!(
+        "multiguna demo: sent {} requests, {} approved; ledger kept in {}",
+        counts.0,
+        counts.1,
+        db_path.display()
+    );
+    let _ = dir.keep();
+    Ok(())
+}
+
+fn print_guide(addr: SocketAddr, cards: &[DemoCard]) {
+    println!("multiguna demo: switch listening on {addr} (ISO 8583, 2-byte length header)");
+    println!("Cards to try by hand (demo data; PINs are for this demo only):");
+    for card in cards.iter().step_by(cards.len().max(10) / 5).take(5) {
+        println!(
+            "  family {}  card {}  PIN {}",
+            card.family_id, card.pan, card.pin
+        );
+    }
+    if let Some(card) = cards.first() {
+        println!("Try, in another terminal:");
+        println!("  multiguna send --to {addr} --pan {} --pin {} --processing 310000 --mcc 6011           # balance at an ATM", card.pan, card.pin);
+        println!("  multiguna send --to {addr} --pan {} --pin {} --processing 010000 --amount 100000 --mcc 6011  # withdraw Rp 100,000", card.pan, card.pin);
+        println!("  multiguna send --to {addr} --pan {} --processing 000000 --amount 3500 --mcc 4111 --acquirer 360004  # Damri ride", card.pan);
+    }
+    println!("Traffic from all five channels is running; Ctrl-C stops the demo.");
+}
+
+/// One simulated terminal per channel, round-robin over the cards.
+async fn traffic(
+    config: Config,
+    addr: SocketAddr,
+    cards: Vec<DemoCard>,
+    stop: CancellationToken,
+) -> anyhow::Result<(u64, u64)> {
+    let mut client = IsoClient::connect(addr, Framing::Len2).await?;
+    let mut rng = StdRng::seed_from_u64(1);
+    let (mut sent, mut approved) = (0u64, 0u64);
+    let mut last_report = tokio::time::Instant::now();
+    while !stop.is_cancelled() {
+        let card = &cards[rng.gen_range(0..cards.len())];
+        let spec = demo_request(&config, card, sent as u32 + 1, &mut rng)?;
+        let Ok(answer) = client.request(&spec.build()).await else {
+            break;
+        };
+        sent += 1;
+        if answer.response_code().as_deref() == Some("00") {
+            approved += 1;
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            println!("multiguna demo: {sent} requests sent, {approved} approved");
+            last_report = tokio::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((sent, approved))
+}
+
+fn demo_request(
+    config: &Config,
+    card: &DemoCard,
+    stan: u32,
+    rng: &mut StdRng,
+) -> anyhow::Result<TxnSpec> {
+    let (acquirer, mcc, processing, amount, acceptor, private, pin) = match rng.gen_range(0..6) {
+        0 => (
+            "360001",
+            "6011",
+            "010000",
+            50_000 * rng.gen_range(1..4u64),
+            None,
+            None,
+            true,
+        ),
+        1 => (
+            "360002",
+            "5411",
+            "000000",
+            rng.gen_range(5_000..80_000u64),
+            None,
+            None,
+            true,
+        ),
+        2 => (
+            "360003",
+            "8011",
+            "000000",
+            2_500_000 * rng.gen_range(1..4u64),
+            Some("KLINIK-SERANG-01"),
+            Some("SVC=CONSULT"),
+            true,
+        ),
+        3 => (
+            "360003",
+            "8211",
+            "000000",
+            5_000_000,
+            Some("SDN-SERANG-01"),
+            Some("SVC=UNIFORM"),
+            true,
+        ),
+        4 => (
+            "360004",
+            "4111",
+            "000000",
+            3_500,
+            None,
+            Some("ROUTE=SRG-BTN;BUS=B1234"),
+            false,
+        ),
+        _ => ("360001", "6011", "310000", 0, None, None, true),
+    };
+    let pin_block = if pin {
+        let link = config
+            .acquirers
+            .iter()
+            .find(|a| a.id == acquirer)
+            .ok_or_else(|| anyhow::anyhow!("acquirer"))?;
+        let zpk = TdesKey::from_hex(&link.zone_pin_key)?;
+        Some(hex::encode_upper(encrypt_pin_block(
+            &card.pan,
+            &Pin::new(&card.pin)?,
+            &zpk,
+        )?))
+    } else {
+        None
+    };
+    Ok(TxnSpec {
+        mti: "0200".into(),
+        pan: Some(card.pan.clone()),
+        processing: processing.into(),
+        amount: Some(amount),
+        stan,
+        transmitted: crate::client::transmission_time_now(),
+        mcc: Some(mcc.into()),
+        acquirer: acquirer.into(),
+        rrn: Some(format!("{stan:012}")),
+        terminal: format!("DEMO{mcc}"),
+        acceptor: acceptor.map(str::to_string),
+        private: private.map(str::to_string),
+        pin_block,
+        ..TxnSpec::default()
+    })
+}

@@ -1,0 +1,171 @@
+//! `batch_ref,family_id,purse,amount`: money in, from the programme's funding account
+//! to family purses, as one ledger batch. A line posts once: loading the same batch
+//! again changes nothing (a unique index backs this up).
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+
+use super::{read_csv, ImportError, ImportSummary};
+use crate::domain::money::{rupiah_to_minor, Purse};
+use crate::domain::time::{BusinessCalendar, TimestampMs};
+use crate::ledger::registry::kind;
+use crate::ledger::{Batch, Db, LedgerWriter, TransferRow};
+
+const HEADER: [&str; 4] = ["batch_ref", "family_id", "purse", "amount"];
+const BATCH_REF_LEN_MAX: usize = 64;
+
+struct Line {
+    line: u64,
+    batch_ref: String,
+    family_id: String,
+    purse: Purse,
+    amount_minor: i64,
+}
+
+fn parse(line: u64, r: &csv::StringRecord) -> Result<Line, String> {
+    let f = |i: usize| r.get(i).unwrap_or("").trim();
+    let batch_ref = f(0);
+    if batch_ref.is_empty() || batch_ref.len() > BATCH_REF_LEN_MAX {
+        return Err(format!(
+            "batch_ref must be 1-{BATCH_REF_LEN_MAX} characters"
+        ));
+    }
+    let purse = Purse::from_name(f(2)).ok_or_else(|| format!("unknown purse {}", f(2)))?;
+    let amount = Decimal::from_str(f(3)).map_err(|_| format!("amount {} is not a number", f(3)))?;
+    if amount.is_sign_negative() {
+        return Err(format!("negative amount {}", f(3)));
+    }
+    let amount_minor = rupiah_to_minor(amount)
+        .ok_or_else(|| format!("amount {} has more than 2 decimals or is too large", f(3)))?;
+    if amount_minor == 0 {
+        return Err("amount is zero".into());
+    }
+    Ok(Line {
+        line,
+        batch_ref: batch_ref.into(),
+        family_id: f(1).into(),
+        purse,
+        amount_minor,
+    })
+}
+
+/// Posts the file's lines that are not yet in the ledger, all in one batch.
+pub async fn disburse(
+    db: &Db,
+    calendar: &BusinessCalendar,
+    name: &str,
+    text: &str,
+    programme_id: &str,
+    source: &'static str,
+) -> Result<ImportSummary, ImportError> {
+    let line_err = |line, reason: String| ImportError::Line {
+        file: name.to_string(),
+        line,
+        reason,
+    };
+    let mut lines = Vec::new();
+    let mut seen: HashMap<(String, String, Purse), (u64, i64)> = HashMap::new();
+    for (n, record) in read_csv(name, text, &HEADER)? {
+        let line = parse(n, &record).map_err(|reason| line_err(n, reason))?;
+        let key = (line.batch_ref.clone(), line.family_id.clone(), line.purse);
+        if let Some((first, amount)) = seen.insert(key, (n, line.amount_minor)) {
+            if amount != line.amount_minor {
+                return Err(line_err(
+                    n,
+                    format!("duplicate of line {first} with a different amount"),
+                ));
+            }
+            continue;
+        }
+        lines.push(line);
+    }
+    let funding = db
+        .account_id(kind::FUNDING, programme_id, programme_id, "")
+        .await?
+        .ok_or_else(|| ImportError::File {
+            file: name.into(),
+            reason: format!("programme {programme_id} has no funding account (run migrate)"),
+        })?;
+    let now = TimestampMs::now();
+    let mut batch = Batch::default();
+    let mut summary = ImportSummary::default();
+    for line in &lines {
+        let purse_account = db
+            .account_id(
+                kind::PURSE,
+                programme_id,
+                &line.family_id,
+                line.purse.name(),
+            )
+            .await?
+            .ok_or_else(|| {
+                line_err(
+                    line.line,
+                    format!(
+                        "unknown family {} in programme {programme_id}",
+                        line.family_id
+                    ),
+                )
+            })?;
+        match posted_amount(db, line).await? {
+            Some(amount) if amount != line.amount_minor => {
+                return Err(line_err(
+                    line.line,
+                    "already disbursed with a different amount".into(),
+                ));
+            }
+            Some(_) => summary.unchanged += 1,
+            None => {
+                batch.push(
+                    transfer(line, programme_id, calendar, now),
+                    &[
+                        (funding, -line.amount_minor),
+                        (purse_account, line.amount_minor),
+                    ],
+                );
+                summary.added += 1;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        LedgerWriter::new(db.clone(), source)
+            .commit(&batch, now.0)
+            .await?;
+    }
+    Ok(summary)
+}
+
+async fn posted_amount(db: &Db, line: &Line) -> Result<Option<i64>, ImportError> {
+    let row: Option<(i64,)> = sqlx::query_as(&db.sql(
+        "SELECT amount_minor FROM transfers WHERE kind = 'disbursement' AND reference = ? AND family_id = ? AND purse = ?",
+    ))
+    .bind(&line.batch_ref)
+    .bind(&line.family_id)
+    .bind(line.purse.name())
+    .fetch_optional(&db.pool)
+    .await
+    .map_err(crate::ledger::LedgerError::from)?;
+    Ok(row.map(|r| r.0))
+}
+
+fn transfer(
+    line: &Line,
+    programme_id: &str,
+    calendar: &BusinessCalendar,
+    now: TimestampMs,
+) -> TransferRow {
+    TransferRow {
+        kind: "disbursement".into(),
+        rc: "00".into(),
+        family_id: line.family_id.clone(),
+        programme_id: programme_id.into(),
+        purse: line.purse.name().into(),
+        amount_minor: line.amount_minor,
+        reference: line.batch_ref.clone(),
+        business_day: i64::from(calendar.business_day(now)),
+        at_ms: now.0,
+        ..TransferRow::default()
+    }
+}

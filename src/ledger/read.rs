@@ -1,0 +1,274 @@
+//! Reads: what start-up, the sync loop, verify and reports need from the database.
+
+use sqlx::AnyConnection;
+
+use super::db::Db;
+use super::rows::{EntryRow, TransferRow};
+use super::LedgerError;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AccountRow {
+    pub account_id: i64,
+    pub kind: String,
+    pub programme_id: String,
+    pub owner: String,
+    pub purse: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FamilyRow {
+    pub seq: i64,
+    pub family_id: String,
+    pub programme_id: String,
+}
+
+#[derive(Clone, sqlx::FromRow)]
+pub struct CardRow {
+    pub seq: i64,
+    pub card_sha: String,
+    pub pan_masked: String,
+    pub member_id: String,
+    pub family_id: String,
+    pub expiry: String,
+    pub pin_offset: String,
+}
+
+impl std::fmt::Debug for CardRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CardRow")
+            .field("seq", &self.seq)
+            .field("pan_masked", &self.pan_masked)
+            .field("family_id", &self.family_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CardEventRow {
+    pub seq: i64,
+    pub card_sha: String,
+    pub event: String,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProviderRow {
+    pub seq: i64,
+    pub provider_id: String,
+    pub name: String,
+    pub channel: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BatchRow {
+    pub batch_seq: i64,
+    pub source: String,
+    pub committed_ms: i64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+const TRANSFER_SELECT: &str = "SELECT batch_seq, idx, kind, mti, rc, approval, acquirer, terminal, stan, transmitted, rrn, \
+     content_sha, card_sha, family_id, programme_id, channel, purse, amount_minor, acceptor, reference, \
+     business_day, at_ms, balances FROM transfers";
+
+impl Db {
+    pub async fn accounts(&self, conn: &mut AnyConnection) -> Result<Vec<AccountRow>, LedgerError> {
+        Ok(sqlx::query_as(
+            "SELECT account_id, kind, programme_id, owner, purse FROM accounts ORDER BY account_id",
+        )
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+
+    /// Every account's balance, summed from its entries.
+    pub async fn balances(&self, conn: &mut AnyConnection) -> Result<Vec<(i64, i64)>, LedgerError> {
+        Ok(sqlx::query_as(
+            "SELECT account_id, CAST(SUM(amount_minor) AS BIGINT) FROM entries GROUP BY account_id",
+        )
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+
+    /// Net amount each purse paid each acquirer (debits less refunds and reversals):
+    /// the most a refund at that acquirer may return to that purse.
+    pub async fn refundable(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> Result<Vec<(i64, i64, i64)>, LedgerError> {
+        Ok(sqlx::query_as(
+            "SELECT p.account_id, a.account_id, CAST(SUM(a.amount_minor) AS BIGINT) \
+             FROM entries p \
+             JOIN entries a ON a.batch_seq = p.batch_seq AND a.transfer_idx = p.transfer_idx \
+             JOIN accounts pa ON pa.account_id = p.account_id AND pa.kind = 'purse' \
+             JOIN accounts aa ON aa.account_id = a.account_id AND aa.kind = 'acquirer' \
+             GROUP BY p.account_id, a.account_id",
+        )
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+
+    pub async fn families_since(
+        &self,
+        conn: &mut AnyConnection,
+        seq: i64,
+    ) -> Result<Vec<FamilyRow>, LedgerError> {
+        Ok(sqlx::query_as(
+            &self.sql(
+                "SELECT seq, family_id, programme_id FROM families WHERE seq > ? ORDER BY seq",
+            ),
+        )
+        .bind(seq)
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+
+    pub async fn cards_since(
+        &self,
+        conn: &mut AnyConnection,
+        seq: i64,
+    ) -> Result<Vec<CardRow>, LedgerError> {
+        Ok(sqlx::query_as(&self.sql(
+            "SELECT seq, card_sha, pan_masked, member_id, family_id, expiry, pin_offset FROM cards WHERE seq > ? ORDER BY seq",
+        ))
+        .bind(seq)
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+
+    pub async fn card_events_since(
+        &self,
+        conn: &mut AnyConnection,
+        seq: i64,
+    ) -> Result<Vec<CardEventRow>, LedgerError> {
+        Ok(sqlx::query_as(
+            &self.sql(
+                "SELECT seq, card_sha, event, at_ms FROM card_events WHERE seq > ? ORDER BY seq",
+            ),
+        )
+        .bind(seq)
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+
+    pub async fn providers_since(
+        &self,
+        conn: &mut AnyConnection,
+        seq: i64,
+    ) -> Result<Vec<ProviderRow>, LedgerError> {
+        Ok(sqlx::query_as(&self.sql(
+            "SELECT seq, provider_id, name, channel FROM providers WHERE seq > ? ORDER BY seq",
+        ))
+        .bind(seq)
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+
+    pub async fn last_batch_seq(&self, conn: &mut AnyConnection) -> Result<i64, LedgerError> {
+        let row: (Option<i64>,) = sqlx::query_as("SELECT MAX(batch_seq) FROM ledger_batches")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(row.0.unwrap_or(0))
+    }
+
+    pub async fn batches_since(
+        &self,
+        conn: &mut AnyConnection,
+        seq: i64,
+    ) -> Result<Vec<BatchRow>, LedgerError> {
+        Ok(sqlx::query_as(&self.sql(
+            "SELECT batch_seq, source, committed_ms, prev_hash, hash FROM ledger_batches WHERE batch_seq > ? ORDER BY batch_seq",
+        ))
+        .bind(seq)
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+
+    pub async fn batch_transfers(
+        &self,
+        conn: &mut AnyConnection,
+        batch_seq: i64,
+    ) -> Result<Vec<TransferRow>, LedgerError> {
+        let sql = format!("{TRANSFER_SELECT} WHERE batch_seq = ? ORDER BY idx");
+        Ok(sqlx::query_as(&self.sql(&sql))
+            .bind(batch_seq)
+            .fetch_all(&mut *conn)
+            .await?)
+    }
+
+    pub async fn batch_entries(
+        &self,
+        conn: &mut AnyConnection,
+        batch_seq: i64,
+    ) -> Result<Vec<EntryRow>, LedgerError> {
+        Ok(sqlx::query_as(&self.sql(
+            "SELECT transfer_idx, entry_idx, account_id, amount_minor FROM entries WHERE batch_seq = ? ORDER BY transfer_idx, entry_idx",
+        ))
+        .bind(batch_seq)
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+
+    /// Transfers decided at or after `at_ms`, in ledger order: the idempotency window,
+    /// the day's counters and PIN tries are rebuilt from these.
+    pub async fn transfers_since(
+        &self,
+        conn: &mut AnyConnection,
+        at_ms: i64,
+    ) -> Result<Vec<TransferRow>, LedgerError> {
+        let sql = format!("{TRANSFER_SELECT} WHERE at_ms >= ? ORDER BY batch_seq, idx");
+        Ok(sqlx::query_as(&self.sql(&sql))
+            .bind(at_ms)
+            .fetch_all(&mut *conn)
+            .await?)
+    }
+
+    /// The card's most recent transfers, newest first.
+    pub async fn card_transfers(
+        &self,
+        conn: &mut AnyConnection,
+        card_sha: &str,
+        limit: i64,
+    ) -> Result<Vec<TransferRow>, LedgerError> {
+        let sql = format!("{TRANSFER_SELECT} WHERE card_sha = ? ORDER BY at_ms DESC, batch_seq DESC, idx DESC LIMIT ?");
+        Ok(sqlx::query_as(&self.sql(&sql))
+            .bind(card_sha)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?)
+    }
+
+    /// Approved transfers of one kind in [from, to), for settlement.
+    pub async fn approved_between(
+        &self,
+        conn: &mut AnyConnection,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<TransferRow>, LedgerError> {
+        let sql = format!("{TRANSFER_SELECT} WHERE at_ms >= ? AND at_ms < ? AND rc = '00' ORDER BY batch_seq, idx");
+        Ok(sqlx::query_as(&self.sql(&sql))
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(&mut *conn)
+            .await?)
+    }
+}
+
+impl Db {
+    /// Entries of the transfers decided at or after `at_ms`: the legs a reversal of a
+    /// recent transfer undoes.
+    pub async fn entries_since(
+        &self,
+        conn: &mut AnyConnection,
+        at_ms: i64,
+    ) -> Result<Vec<(i64, i32, i64, i64)>, LedgerError> {
+        Ok(sqlx::query_as(&self.sql(
+            "SELECT e.batch_seq, e.transfer_idx, e.account_id, e.amount_minor FROM entries e \
+             JOIN transfers t ON t.batch_seq = e.batch_seq AND t.idx = e.transfer_idx \
+             WHERE t.at_ms >= ? ORDER BY e.batch_seq, e.transfer_idx, e.entry_idx",
+        ))
+        .bind(at_ms)
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+}

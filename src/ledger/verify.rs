@@ -1,0 +1,88 @@
+//! `multiguna ledger verify`: the hash chain unbroken, every transfer balanced, the
+//! whole ledger summing to zero, and no purse below zero. Reads back what the writer
+//! asserted before writing (paired assertions).
+
+use std::collections::HashMap;
+
+use super::chain::{batch_hash, GENESIS_HASH};
+use super::db::Db;
+use super::registry::kind;
+use super::rows::Batch;
+use super::LedgerError;
+
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub batches: u64,
+    pub transfers: u64,
+    pub entries: u64,
+    pub accounts: u64,
+}
+
+impl std::fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ledger verified: {} batches, {} transfers, {} entries, {} accounts; chain intact, double entry holds, no purse below zero",
+            self.batches, self.transfers, self.entries, self.accounts
+        )
+    }
+}
+
+/// Walks the whole ledger once. The first broken row is the error.
+pub async fn verify(db: &Db) -> Result<VerifyReport, LedgerError> {
+    let mut conn = db.pool.acquire().await?;
+    let mut report = VerifyReport::default();
+    let mut prev_hash = GENESIS_HASH.to_string();
+    let mut expected_seq = 1;
+    let mut balances: HashMap<i64, i128> = HashMap::new();
+    for batch in db.batches_since(&mut conn, 0).await? {
+        let broken =
+            |what: String| LedgerError::Invariant(format!("batch {}: {what}", batch.batch_seq));
+        if batch.batch_seq != expected_seq {
+            return Err(broken(format!(
+                "expected batch {expected_seq}: a batch is missing"
+            )));
+        }
+        if batch.prev_hash != prev_hash {
+            return Err(broken("prev_hash does not match the batch before".into()));
+        }
+        let transfers = db.batch_transfers(&mut conn, batch.batch_seq).await?;
+        let entries = db.batch_entries(&mut conn, batch.batch_seq).await?;
+        if batch_hash(&prev_hash, batch.batch_seq, &transfers, &entries) != batch.hash {
+            return Err(broken(
+                "hash does not match its rows: a row was changed, added or removed".into(),
+            ));
+        }
+        let readback = Batch {
+            transfers,
+            entries,
+            card_events: Vec::new(),
+        };
+        readback.check_balanced().map_err(broken)?;
+        for e in &readback.entries {
+            *balances.entry(e.account_id).or_insert(0) += i128::from(e.amount_minor);
+        }
+        report.batches += 1;
+        report.transfers += readback.transfers.len() as u64;
+        report.entries += readback.entries.len() as u64;
+        prev_hash = batch.hash;
+        expected_seq += 1;
+    }
+    let total: i128 = balances.values().sum();
+    if total != 0 {
+        return Err(LedgerError::Invariant(format!(
+            "all entries sum to {total}, not zero"
+        )));
+    }
+    for account in db.accounts(&mut conn).await? {
+        let balance = balances.get(&account.account_id).copied().unwrap_or(0);
+        if account.kind == kind::PURSE && balance < 0 {
+            return Err(LedgerError::Invariant(format!(
+                "purse account {} ({} of family {}) is below zero",
+                account.account_id, account.purse, account.owner
+            )));
+        }
+    }
+    report.accounts = balances.len() as u64;
+    Ok(report)
+}

@@ -1,0 +1,202 @@
+//! The one place that appends ledger batches: one database transaction per batch,
+//! serialised against any other writer (the CLI) so the audit chain stays a chain.
+
+use sqlx::AnyConnection;
+
+use super::chain::{batch_hash, GENESIS_HASH};
+use super::db::{Backend, Db};
+use super::rows::{Batch, EntryRow, TransferRow};
+use super::LedgerError;
+
+const TRANSFER_COLUMNS: &str = "batch_seq, idx, kind, mti, rc, approval, acquirer, terminal, stan, \
+     transmitted, rrn, content_sha, card_sha, family_id, programme_id, channel, purse, amount_minor, \
+     acceptor, reference, business_day, at_ms, balances";
+const TRANSFER_COLUMN_COUNT: usize = 23;
+const ENTRY_COLUMNS: &str = "batch_seq, transfer_idx, entry_idx, account_id, amount_minor";
+const ENTRY_COLUMN_COUNT: usize = 5;
+/// Rows per INSERT statement: under SQLite's 32,766 bound variables and PostgreSQL's
+/// 65,535 for the widest row.
+const ROWS_PER_STATEMENT_MAX: usize = 1_000;
+/// An arbitrary constant that names the ledger's advisory lock on PostgreSQL.
+const PG_LEDGER_LOCK: i64 = 8_583_001;
+
+/// Where a committed batch landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub batch_seq: i64,
+    pub hash: String,
+}
+
+pub struct LedgerWriter {
+    db: Db,
+    conn: Option<AnyConnection>,
+    source: &'static str,
+}
+
+impl LedgerWriter {
+    /// `source` is written on every batch: `switch` for the running switch, `cli` for
+    /// commands, so the switch knows which batches it must pick up from others.
+    pub fn new(db: Db, source: &'static str) -> LedgerWriter {
+        LedgerWriter {
+            db,
+            conn: None,
+            source,
+        }
+    }
+
+    /// Appends `batch` durably or not at all. On error the connection is dropped, so the
+    /// next commit starts from a fresh one (the database may have restarted).
+    pub async fn commit(&mut self, batch: &Batch, now_ms: i64) -> Result<Committed, LedgerError> {
+        batch.check_balanced().map_err(LedgerError::Invariant)?;
+        if self.conn.is_none() {
+            self.conn = Some(self.db.open_connection().await?);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(LedgerError::Invariant("no connection".into()));
+        };
+        let result = write_batch(&self.db, conn, batch, self.source, now_ms).await;
+        if result.is_err() {
+            if let Some(mut conn) = self.conn.take() {
+                let _ = crate::ledger::db::exec(&mut conn, "ROLLBACK").await;
+            }
+        }
+        result
+    }
+}
+
+async fn write_batch(
+    db: &Db,
+    conn: &mut AnyConnection,
+    batch: &Batch,
+    source: &str,
+    now_ms: i64,
+) -> Result<Committed, LedgerError> {
+    begin_exclusive(db.backend, conn).await?;
+    let head: Option<(i64, String)> = sqlx::query_as(
+        "SELECT batch_seq, hash FROM ledger_batches ORDER BY batch_seq DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (prev_seq, prev_hash) = head.unwrap_or((0, GENESIS_HASH.to_string()));
+    let batch_seq = prev_seq + 1;
+    let hash = batch_hash(&prev_hash, batch_seq, &batch.transfers, &batch.entries);
+    sqlx::query(&db.sql(
+        "INSERT INTO ledger_batches (batch_seq, source, committed_ms, prev_hash, hash) VALUES (?, ?, ?, ?, ?)",
+    ))
+    .bind(batch_seq)
+    .bind(source)
+    .bind(now_ms)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
+    for chunk in batch.transfers.chunks(ROWS_PER_STATEMENT_MAX) {
+        insert_transfers(db, conn, batch_seq, chunk).await?;
+    }
+    for chunk in batch.entries.chunks(ROWS_PER_STATEMENT_MAX) {
+        insert_entries(db, conn, batch_seq, chunk).await?;
+    }
+    for (card_sha, event) in &batch.card_events {
+        sqlx::query(&db.sql("INSERT INTO card_events (card_sha, event, at_ms) VALUES (?, ?, ?)"))
+            .bind(card_sha)
+            .bind(event)
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await?;
+    }
+    crate::ledger::db::exec(conn, "COMMIT").await?;
+    Ok(Committed { batch_seq, hash })
+}
+
+/// Takes the write lock first, so reading the chain head and appending after it cannot
+/// interleave with another writer.
+pub(crate) async fn begin_exclusive(
+    backend: Backend,
+    conn: &mut AnyConnection,
+) -> Result<(), sqlx::Error> {
+    match backend {
+        Backend::Sqlite => {
+            crate::ledger::db::exec(conn, "BEGIN IMMEDIATE").await?;
+        }
+        Backend::Postgres => {
+            crate::ledger::db::exec(conn, "BEGIN").await?;
+            crate::ledger::db::exec(
+                conn,
+                &format!("SELECT pg_advisory_xact_lock({PG_LEDGER_LOCK})"),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+fn values_clause(rows: usize, columns: usize) -> String {
+    let one = format!("({})", vec!["?"; columns].join(", "));
+    vec![one; rows].join(", ")
+}
+
+async fn insert_transfers(
+    db: &Db,
+    conn: &mut AnyConnection,
+    batch_seq: i64,
+    rows: &[TransferRow],
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES {}",
+        values_clause(rows.len(), TRANSFER_COLUMN_COUNT)
+    );
+    let sql = db.sql(&sql);
+    let mut query = sqlx::query(&sql);
+    for t in rows {
+        query = query
+            .bind(batch_seq)
+            .bind(t.idx)
+            .bind(t.kind.as_str())
+            .bind(t.mti.as_str())
+            .bind(t.rc.as_str())
+            .bind(t.approval.as_str())
+            .bind(t.acquirer.as_str())
+            .bind(t.terminal.as_str())
+            .bind(t.stan.as_str())
+            .bind(t.transmitted.as_str())
+            .bind(t.rrn.as_str())
+            .bind(t.content_sha.as_str())
+            .bind(t.card_sha.as_str())
+            .bind(t.family_id.as_str())
+            .bind(t.programme_id.as_str())
+            .bind(t.channel.as_str())
+            .bind(t.purse.as_str())
+            .bind(t.amount_minor)
+            .bind(t.acceptor.as_str())
+            .bind(t.reference.as_str())
+            .bind(t.business_day)
+            .bind(t.at_ms)
+            .bind(t.balances.as_str());
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn insert_entries(
+    db: &Db,
+    conn: &mut AnyConnection,
+    batch_seq: i64,
+    rows: &[EntryRow],
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO entries ({ENTRY_COLUMNS}) VALUES {}",
+        values_clause(rows.len(), ENTRY_COLUMN_COUNT)
+    );
+    let sql = db.sql(&sql);
+    let mut query = sqlx::query(&sql);
+    for e in rows {
+        query = query
+            .bind(batch_seq)
+            .bind(e.transfer_idx)
+            .bind(e.entry_idx)
+            .bind(e.account_id)
+            .bind(e.amount_minor);
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
+}

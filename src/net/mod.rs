@@ -1,0 +1,8 @@
+//! The network edge: listeners, connections and framing. One reader task and one
+//! writer task per connection, bounded everywhere (design.md, "net").
+
+pub mod connection;
+pub mod framing;
+pub mod listener;
+
+pub use listener::{serve_listener, NetContext};

@@ -1,0 +1,4 @@
+//! Card security: PIN blocks, PIN verification and the keys they use.
+
+pub mod keys;
+pub mod pin;
