@@ -231,7 +231,7 @@ fn demo_request(
             "8011",
             "000000",
             2_500_000 * rng.gen_range(1..4u64),
-            Some("KLINIK-SERANG-01"),
+            Some("KLINIK-SERANG-0"),
             Some("SVC=CONSULT"),
             true,
         ),

@@ -19,7 +19,7 @@ const ECHOED_NETWORK: [u8; 4] = [7, 11, 32, 70];
 /// What to do with one frame.
 pub enum Inbound {
     /// A request for the authoriser, and the response skeleton with the echoed fields.
-    Request(Box<Request>, MessageBuilder),
+    Request(Box<Request>, Box<MessageBuilder>),
     /// Answered at the edge: network management, format errors, unknown types.
     Reply(Vec<u8>),
     /// Nothing to answer (no MTI and F11, or a response sent to us); counted.
@@ -54,7 +54,7 @@ pub fn translate(frame: &[u8]) -> Inbound {
         return network_management(&message);
     }
     match to_request(&message, class, frame) {
-        Some(request) => Inbound::Request(Box::new(request), skeleton(&message, &ECHOED)),
+        Some(request) => Inbound::Request(Box::new(request), Box::new(skeleton(&message, &ECHOED))),
         None => format_error(&message),
     }
 }

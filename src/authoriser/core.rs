@@ -121,7 +121,7 @@ impl Core {
             channel: Some(channel_no),
             ..Outcome::decline("declined", code)
         };
-        if !acquirer.channels.iter().any(|c| *c == channel.name) {
+        if !acquirer.channels.contains(&channel.name) {
             return Err(declined(ResponseCode::AcquirerNotAllowed));
         }
         if !channel.types.contains(&txn_type) {

@@ -167,15 +167,17 @@ pub(super) fn add_providers(
 ) {
     for p in providers {
         state.cursor.provider_seq = state.cursor.provider_seq.max(p.seq);
-        state
-            .providers
-            .insert(p.provider_id.clone(), p.channel.clone());
+        for id in f42_forms(&p.provider_id) {
+            state.providers.insert(id, p.channel.clone());
+        }
     }
     for a in accounts.iter().filter(|a| a.kind == kind::PROVIDER) {
         if let Some(programme) = policy.programme_index(&a.programme_id) {
-            state
-                .provider_accounts
-                .insert((programme as u16, a.owner.clone()), a.account_id);
+            for id in f42_forms(&a.owner) {
+                state
+                    .provider_accounts
+                    .insert((programme as u16, id), a.account_id);
+            }
         }
     }
 }
@@ -203,4 +205,13 @@ pub(super) fn apply_card_events(state: &mut State, events: &[CardEventRow]) {
             }
         }
     }
+}
+
+/// F42 is ans15: a provider id longer than that is sent as its first 15 characters.
+fn f42_forms(provider_id: &str) -> Vec<String> {
+    let mut forms = vec![provider_id.to_string()];
+    if let Some(short) = provider_id.get(..15).filter(|_| provider_id.len() > 15) {
+        forms.push(short.to_string());
+    }
+    forms
 }

@@ -155,7 +155,7 @@ fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("MULTIGUNA_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_string());
+        .unwrap_or_else(|_| "info,sqlx=warn".to_string());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr);

@@ -181,6 +181,12 @@ fn numbered_placeholders(query: &str) -> String {
     out
 }
 
+/// Runs one statement without results on a connection. One non-generic function, so
+/// futures that hold it stay `Send` for `tokio::spawn`.
+pub async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(sql).execute(conn).await.map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,10 +198,4 @@ mod tests {
             "SELECT '?' , a FROM t WHERE a = $1 AND b = $2"
         );
     }
-}
-
-/// Runs one statement without results on a connection. One non-generic function, so
-/// futures that hold it stay `Send` for `tokio::spawn`.
-pub async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(sql).execute(conn).await.map(|_| ())
 }

@@ -33,9 +33,8 @@ pub async fn verify(db: &Db) -> Result<VerifyReport, LedgerError> {
     let mut conn = db.pool.acquire().await?;
     let mut report = VerifyReport::default();
     let mut prev_hash = GENESIS_HASH.to_string();
-    let mut expected_seq = 1;
     let mut balances: HashMap<i64, i128> = HashMap::new();
-    for batch in db.batches_since(&mut conn, 0).await? {
+    for (expected_seq, batch) in (1..).zip(db.batches_since(&mut conn, 0).await?) {
         let broken =
             |what: String| LedgerError::Invariant(format!("batch {}: {what}", batch.batch_seq));
         if batch.batch_seq != expected_seq {
@@ -66,7 +65,6 @@ pub async fn verify(db: &Db) -> Result<VerifyReport, LedgerError> {
         report.transfers += readback.transfers.len() as u64;
         report.entries += readback.entries.len() as u64;
         prev_hash = batch.hash;
-        expected_seq += 1;
     }
     let total: i128 = balances.values().sum();
     if total != 0 {

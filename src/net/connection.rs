@@ -81,7 +81,7 @@ fn handle_frame(
             let exponent = ctx.exponent(&request.key.acquirer);
             let Some(authoriser) = ctx.authoriser.as_ref() else {
                 let echo = Response::declined(ResponseCode::Approved);
-                let bytes = Bytes::from(edge::encode_response(skeleton, &echo, exponent));
+                let bytes = Bytes::from(edge::encode_response(*skeleton, &echo, exponent));
                 return Some(Box::pin(async move {
                     drop(permit);
                     Some(bytes)
@@ -94,7 +94,7 @@ fn handle_frame(
                     .unwrap_or_else(|_| Response::declined(ResponseCode::SystemMalfunction));
                 drop(permit);
                 Some(Bytes::from(edge::encode_response(
-                    skeleton, &response, exponent,
+                    *skeleton, &response, exponent,
                 )))
             }))
         }
