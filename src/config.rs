@@ -164,6 +164,9 @@ pub struct ChannelConfig {
     pub pin_required: bool,
     #[serde(default)]
     pub service_required: bool,
+    /// Terminals of this channel approve offline and send 0220 advices that must post.
+    #[serde(default)]
+    pub offline_advices: bool,
     #[serde(default)]
     pub credit: CreditTarget,
     pub amount_max: Option<Decimal>,
@@ -304,6 +307,7 @@ pub struct ChannelRules {
     pub purses: Vec<(TxnType, Vec<Purse>)>,
     pub pin_required: bool,
     pub service_required: bool,
+    pub offline_advices: bool,
     pub credit: CreditTarget,
     pub amount_max_minor: Option<i64>,
     pub amount_multiple_minor: Option<i64>,
@@ -340,6 +344,7 @@ impl ChannelConfig {
             purses,
             pin_required: self.pin_required,
             service_required: self.service_required,
+            offline_advices: self.offline_advices,
             credit: self.credit,
             amount_max_minor: minor(&self.amount_max, "amount_max")?,
             amount_multiple_minor: minor(&self.amount_multiple, "amount_multiple")?,

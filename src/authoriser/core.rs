@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::state::{JournalKey, KeyGroup, State, TxnRecord};
+use super::state::{Hold, JournalKey, KeyGroup, State, TxnRecord};
 use crate::domain::money::{wire_to_minor, Purse};
 use crate::domain::request::{MessageClass, Request, RequestKey, TxnType};
 use crate::domain::response::{AmountType, Balance, Response, ResponseCode};
@@ -35,7 +35,7 @@ pub(super) struct Outcome {
 }
 
 impl Outcome {
-    fn decline(kind: &'static str, code: ResponseCode) -> Outcome {
+    pub(super) fn decline(kind: &'static str, code: ResponseCode) -> Outcome {
         Outcome {
             code: Some(code),
             kind,
@@ -62,12 +62,12 @@ impl Core {
             return replay_response(first, request);
         }
         let outcome = match request.class {
-            MessageClass::Financial => self.authorise(request, now),
+            MessageClass::Financial | MessageClass::Authorisation => self.authorise(request, now),
             MessageClass::ReversalRequest | MessageClass::ReversalAdvice => {
                 self.reverse(request, now)
             }
             MessageClass::Advice => self.advice(request, now),
-            MessageClass::Authorisation | MessageClass::NetworkManagement => {
+            MessageClass::NetworkManagement => {
                 Outcome::decline("unsupported", ResponseCode::InvalidTransaction)
             }
         };
@@ -145,6 +145,9 @@ impl Core {
         };
         match txn_type {
             TxnType::BalanceInquiry => Ok(self.balance_inquiry(&ctx)),
+            TxnType::Refund if request.class == MessageClass::Authorisation => {
+                Err(Outcome::decline("declined", ResponseCode::InvalidTransaction))
+            }
             TxnType::Refund => self.refund(request, &ctx),
             TxnType::Purchase | TxnType::Withdrawal => self.debit(request, &ctx),
         }
@@ -241,11 +244,36 @@ impl Core {
             ctx.amount_minor,
         )
         .map_err(declined)?;
+        let wallet_programme = wallet.programme;
         let legs = vec![
             (wallet.accounts[purse.index()], -ctx.amount_minor),
             (credit_account, ctx.amount_minor),
         ];
-        self.state.apply_legs(&legs);
+        let (kind, legs, reference) = if request.class == MessageClass::Authorisation {
+            // 0100: reserve, post nothing; the completion or expiry resolves it.
+            let ttl_ms = policy.programmes[wallet_programme as usize].hold_ttl_ms;
+            let hold = Hold {
+                wallet: wallet_idx,
+                purse,
+                amount_minor: ctx.amount_minor,
+                credit_account,
+                expires_at_ms: ctx.now.0.saturating_add(ttl_ms),
+                card: Some(ctx.card_idx),
+                channel: Some(ctx.channel_idx),
+                business_day: day,
+            };
+            let reference = hold_reference(&hold);
+            let key = (KeyGroup::Authorisation, request.key.clone());
+            self.state.place_hold(key, hold);
+            ("hold", Vec::new(), reference)
+        } else {
+            self.state.apply_legs(&legs);
+            let kind = match ctx.txn_type {
+                TxnType::Withdrawal => "withdrawal",
+                _ => "purchase",
+            };
+            (kind, legs, String::new())
+        };
         self.state.cards[ctx.card_idx as usize].count_use(
             day,
             ctx.channel_idx,
@@ -255,17 +283,14 @@ impl Core {
         let available = self.state.wallets[wallet_idx as usize].available_minor()[purse.index()];
         Ok(Outcome {
             code: Some(ResponseCode::Approved),
-            kind: if ctx.txn_type == TxnType::Withdrawal {
-                "withdrawal"
-            } else {
-                "purchase"
-            },
+            kind,
             balances: vec![Balance {
                 purse,
                 amount_type: AmountType::Available,
                 amount_minor: available,
             }],
             legs,
+            reference,
             card: Some(ctx.card_idx),
             channel: Some(ctx.channel_idx),
             purse: Some(purse),
@@ -515,4 +540,18 @@ fn approval_code(key: &RequestKey, now: TimestampMs) -> String {
     let digest = h.finalize();
     let n = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) % 1_000_000;
     format!("{n:06}")
+}
+
+/// Written on a hold's row so start-up can rebuild it: `H:<credit account>:<expiry ms>`.
+pub(super) fn hold_reference(hold: &Hold) -> String {
+    format!("H:{}:{}", hold.credit_account, hold.expires_at_ms)
+}
+
+/// The reference a resolving row (completion, reversal, expiry) carries: the original's
+/// MTI and key.
+pub(super) fn key_reference(mti: &str, key: &RequestKey) -> String {
+    format!(
+        "K:{mti}:{}|{}|{}|{}",
+        key.acquirer, key.terminal, key.stan, key.transmitted
+    )
 }

@@ -124,7 +124,11 @@ impl Authoriser {
                     }
                     self.process(&mut jobs).await;
                 }
-                _ = sync_tick.tick() => self.sync_or_rebuild().await,
+                _ = sync_tick.tick() => {
+                    self.sync_or_rebuild().await;
+                    // Holds expire even when no traffic comes.
+                    self.process(&mut jobs).await;
+                }
             }
         }
         tracing::info!("authoriser stopped: queue closed and drained");
@@ -136,6 +140,9 @@ impl Authoriser {
         }
         let now = TimestampMs::now();
         self.batch.clear();
+        if !self.stale {
+            self.core.expire_holds(now, &mut self.batch);
+        }
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs.drain(..) {
             let response = if self.stale {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::state::{JournalKey, KeyGroup, State, TxnRecord};
+use super::state::{Hold, JournalKey, KeyGroup, State, TxnRecord};
 use crate::domain::request::RequestKey;
 use crate::domain::response::{Response, ResponseCode};
 use crate::domain::time::TimestampMs;
@@ -54,7 +54,7 @@ fn replay_row(
     let channel = card.and_then(|c| channel_index(state, policy, c, &row.channel));
     let code = ResponseCode::from_str_code(&row.rc).unwrap_or(ResponseCode::SystemMalfunction);
     let day = u32::try_from(row.business_day).unwrap_or(0);
-    let counted = code.is_approved() && matches!(row.kind.as_str(), "purchase" | "withdrawal");
+    let counted = code.is_approved() && matches!(row.kind.as_str(), "purchase" | "withdrawal" | "hold" | "advice");
     if let (Some(c), Some(ch), true) = (card, channel, counted && day == today) {
         state.cards[c as usize].count_use(day, ch, 1, row.amount_minor);
     }
@@ -164,7 +164,8 @@ fn mark_reversed(state: &mut State, key: &JournalKey, row: &TransferRow, posted:
     original.reversed = true;
     let full = row.amount_minor == original.amount_minor;
     if let (true, true, Some(card), Some(channel)) = (
-        posted && original.counted,
+        // A hold posts nothing when reversed, yet its use is given back.
+        (posted || original.legs.is_empty()) && original.counted,
         original.business_day == today,
         original.card,
         original.channel,
@@ -199,4 +200,44 @@ fn parse_reference(_state: &State, reference: &str) -> Option<Reference> {
         parts.next()?.to_string(),
         parts.next()?.to_string(),
     )))
+}
+
+/// Open holds: every hold placed within the longest time to live, less what
+/// completions, reversals and expiries took off it. Expired-but-unwritten holds stay
+/// open here and are expired by the authoriser's next batch.
+pub(super) fn holds(state: &mut State, policy: &Policy, rows: &[TransferRow]) {
+    for row in rows {
+        if row.kind == "hold" {
+            if let Some(hold) = hold_of(state, policy, row) {
+                state.place_hold((KeyGroup::Authorisation, key_of(row)), hold);
+            }
+            continue;
+        }
+        let Some(Reference::Key(key)) = parse_reference(state, &row.reference) else {
+            continue;
+        };
+        let taken = match row.kind.as_str() {
+            "reversal" => row.amount_minor,
+            _ => i64::MAX, // a completion or an expiry resolves the whole hold
+        };
+        state.reduce_hold(&key, taken);
+    }
+}
+
+fn hold_of(state: &State, policy: &Policy, row: &TransferRow) -> Option<Hold> {
+    let mut parts = row.reference.strip_prefix("H:")?.split(':');
+    let credit_account = parts.next()?.parse().ok()?;
+    let expires_at_ms = parts.next()?.parse().ok()?;
+    let card = state.card_by_sha(&row.card_sha);
+    let wallet = card.map(|c| state.cards[c as usize].wallet)?;
+    Some(Hold {
+        wallet,
+        purse: crate::domain::money::Purse::from_name(&row.purse)?,
+        amount_minor: row.amount_minor,
+        credit_account,
+        expires_at_ms,
+        card,
+        channel: card.and_then(|c| channel_index(state, policy, c, &row.channel)),
+        business_day: u32::try_from(row.business_day).unwrap_or(0),
+    })
 }

@@ -1,17 +1,22 @@
 //! Reversals and advices: undoing what an original did, once, and posting what a bus
 //! validator already approved offline.
 
-use super::core::{Core, Outcome};
+use super::core::{key_reference, Core, Outcome};
 use super::state::{JournalKey, KeyGroup};
 use crate::domain::money::wire_to_minor;
-use crate::domain::request::{MessageClass, Request, RequestKey};
-use crate::domain::response::ResponseCode;
+use crate::domain::request::{AccountChoice, MessageClass, Request, RequestKey, TxnType};
+use crate::domain::response::{AmountType, Balance, ResponseCode};
 use crate::domain::time::TimestampMs;
+use crate::ledger::{Batch, TransferRow};
 
 impl Core {
     /// 0400/0420: find the original by F90, or by (F32, F41, F37) without it.
     pub(super) fn reverse(&mut self, request: &Request, now: TimestampMs) -> Outcome {
         let (original_key, reference) = self.original_of(request);
+        if let Some(key) = original_key.as_ref().filter(|k| self.state.holds.contains_key(*k)) {
+            let key = key.clone();
+            return self.reverse_hold(request, &key, reference, now);
+        }
         let found = original_key
             .as_ref()
             .filter(|k| self.state.journal.contains_key(*k))
@@ -34,10 +39,7 @@ impl Core {
                 stan: original.stan.clone(),
                 transmitted: original.transmitted.clone(),
             };
-            let reference = format!(
-                "K:{}:{}|{}|{}|{}",
-                original.mti, key.acquirer, key.terminal, key.stan, key.transmitted
-            );
+            let reference = key_reference(&original.mti, &key);
             return (Some((group, key)), reference);
         }
         let rrn = request.rrn.clone().unwrap_or_default();
@@ -167,19 +169,189 @@ impl Core {
         })
     }
 
-    /// 0220/0221. Completions of holds (with F90) arrive with the ledger engine; until
-    /// then they are answered 25. Forced advices (no F90) are the bus validators' and
-    /// come with holds too.
-    pub(super) fn advice(&mut self, request: &Request, _now: TimestampMs) -> Outcome {
-        let code = if request.original.is_some() {
-            ResponseCode::OriginalNotFound
-        } else {
-            ResponseCode::InvalidTransaction
+    /// 0220/0221: with F90, the completion of a hold; without it, an advice from a
+    /// terminal that approved offline (a bus validator), which must post.
+    pub(super) fn advice(&mut self, request: &Request, now: TimestampMs) -> Outcome {
+        match request.original.as_ref() {
+            Some(_) => self.complete_hold(request),
+            None => match self.forced_advice(request, now) {
+                Ok(outcome) | Err(outcome) => outcome,
+            },
+        }
+    }
+
+    /// Posts up to the hold and releases the rest; the hold resolves once.
+    fn complete_hold(&mut self, request: &Request) -> Outcome {
+        let (key, reference) = self.original_of(request);
+        let hold = key.as_ref().and_then(|k| self.state.holds.get(k)).cloned();
+        let (Some(key), Some(hold)) = (key, hold) else {
+            return Outcome {
+                code: Some(ResponseCode::OriginalNotFound),
+                kind: "completion",
+                reference,
+                ..Outcome::default()
+            };
         };
+        let exponent = self.exponent_of(&request.key.acquirer);
+        let asked_minor = wire_to_minor(request.amount_wire, exponent).unwrap_or(i64::MAX);
+        let posted_minor = asked_minor.clamp(0, hold.amount_minor);
+        self.state.reduce_hold(&key, hold.amount_minor);
+        let wallet = &self.state.wallets[hold.wallet as usize];
+        let legs = vec![
+            (wallet.accounts[hold.purse.index()], -posted_minor),
+            (hold.credit_account, posted_minor),
+        ];
+        self.state.apply_legs(&legs);
+        let available = self.state.wallets[hold.wallet as usize].available_minor()[hold.purse.index()];
         Outcome {
-            code: Some(code),
-            kind: "advice",
+            code: Some(ResponseCode::Approved),
+            kind: "completion",
+            balances: vec![Balance {
+                purse: hold.purse,
+                amount_type: AmountType::Available,
+                amount_minor: available,
+            }],
+            legs: if posted_minor > 0 { legs } else { Vec::new() },
+            card: hold.card,
+            channel: hold.channel,
+            purse: Some(hold.purse),
+            amount_minor: posted_minor,
+            reference,
             ..Outcome::default()
         }
+    }
+
+    /// A ride the validator approved offline: posted even when the purse is short (it
+    /// may go below zero; the family's cards then go on the deny list).
+    fn forced_advice(&mut self, request: &Request, now: TimestampMs) -> Result<Outcome, Outcome> {
+        let policy = std::sync::Arc::clone(&self.policy);
+        let declined = |code| Outcome::decline("advice", code);
+        let acquirer = policy
+            .acquirers
+            .get(&request.key.acquirer)
+            .ok_or(declined(ResponseCode::AcquirerNotAllowed))?;
+        if request.txn_type != Some(TxnType::Purchase) {
+            return Err(declined(ResponseCode::InvalidTransaction));
+        }
+        let amount_minor = wire_to_minor(request.amount_wire, acquirer.amount_exponent)
+            .filter(|a| *a > 0)
+            .ok_or(declined(ResponseCode::InvalidAmount))?;
+        let card_idx = request
+            .card_sha
+            .as_deref()
+            .and_then(|sha| self.state.card_by_sha(sha))
+            .ok_or(declined(ResponseCode::UnknownCard))?;
+        let wallet_idx = self.state.cards[card_idx as usize].wallet;
+        let wallet = &self.state.wallets[wallet_idx as usize];
+        let programme = &policy.programmes[wallet.programme as usize];
+        let (channel_idx, channel) = request
+            .mcc
+            .and_then(|mcc| programme.channel_for_mcc(mcc))
+            .ok_or(declined(ResponseCode::NotPermittedToTerminal))?;
+        if !acquirer.channels.contains(&channel.name) {
+            return Err(declined(ResponseCode::AcquirerNotAllowed));
+        }
+        if !channel.offline_advices {
+            return Err(declined(ResponseCode::InvalidTransaction));
+        }
+        let order = crate::policy::purse_order(channel, TxnType::Purchase);
+        let purse = match request.from_account {
+            AccountChoice::Purse(p) if order.contains(&p) => p,
+            AccountChoice::ChannelDefault => *order.first().ok_or(declined(ResponseCode::NotPermittedToCard))?,
+            _ => return Err(declined(ResponseCode::NotPermittedToCard)),
+        };
+        let credit_account = self
+            .state
+            .acquirer_accounts
+            .get(&(wallet.programme, request.key.acquirer.clone()))
+            .copied()
+            .ok_or(declined(ResponseCode::AcquirerNotAllowed))?;
+        let legs = vec![(wallet.accounts[purse.index()], -amount_minor), (credit_account, amount_minor)];
+        self.state.apply_legs(&legs);
+        let day = policy.calendar.business_day(now);
+        let channel_no = channel_idx as u16;
+        self.state.cards[card_idx as usize].count_use(day, channel_no, 1, amount_minor);
+        let available = self.state.wallets[wallet_idx as usize].available_minor()[purse.index()];
+        Ok(Outcome {
+            code: Some(ResponseCode::Approved),
+            kind: "advice",
+            balances: vec![Balance { purse, amount_type: AmountType::Available, amount_minor: available }],
+            legs,
+            card: Some(card_idx),
+            channel: Some(channel_no),
+            purse: Some(purse),
+            amount_minor,
+            reference: request.private.tap.as_ref().map(|t| format!("TAP:{t}")).unwrap_or_default(),
+            counted: true,
+            ..Outcome::default()
+        })
+    }
+
+    /// Voids a hold, or with F95 keeps only the completed part of it open.
+    fn reverse_hold(&mut self, request: &Request, key: &JournalKey, reference: String, now: TimestampMs) -> Outcome {
+        let exponent = self.exponent_of(&request.key.acquirer);
+        let hold = self.state.holds.get(key).cloned();
+        let Some(hold) = hold else {
+            return Outcome { code: Some(ResponseCode::Approved), kind: "reversal", reference, ..Outcome::default() };
+        };
+        let completed_minor = request
+            .replacement_amount_wire
+            .and_then(|w| wire_to_minor(w, exponent))
+            .unwrap_or(0)
+            .clamp(0, hold.amount_minor);
+        let released_minor = hold.amount_minor - completed_minor;
+        self.state.reduce_hold(key, released_minor);
+        if let (Some(card), Some(channel)) = (hold.card, hold.channel) {
+            if hold.business_day == self.policy.calendar.business_day(now) {
+                let count = if completed_minor == 0 { -1 } else { 0 };
+                self.state.cards[card as usize].count_use(hold.business_day, channel, count, -released_minor);
+            }
+        }
+        if let Some(original) = self.state.journal.get_mut(key) {
+            original.reversed = true;
+        }
+        Outcome {
+            code: Some(ResponseCode::Approved),
+            kind: "reversal",
+            card: hold.card,
+            channel: hold.channel,
+            purse: Some(hold.purse),
+            amount_minor: released_minor,
+            reference,
+            ..Outcome::default()
+        }
+    }
+
+    /// Holds past their time to live resolve by themselves, each written as a ledger
+    /// event so that a replay gives the same balances.
+    pub fn expire_holds(&mut self, now: TimestampMs, batch: &mut Batch) {
+        while let Some((expires_at_ms, key)) = self.state.hold_expiries.first().cloned() {
+            if expires_at_ms > now.0 {
+                break;
+            }
+            let Some(hold) = self.state.reduce_hold(&key, i64::MAX) else {
+                self.state.hold_expiries.remove(&(expires_at_ms, key));
+                continue;
+            };
+            let wallet = &self.state.wallets[hold.wallet as usize];
+            let programme = &self.policy.programmes[wallet.programme as usize];
+            let row = TransferRow {
+                kind: "hold_expiry".into(),
+                rc: ResponseCode::Approved.as_str().into(),
+                family_id: wallet.family_id.to_string(),
+                programme_id: programme.id.clone(),
+                purse: hold.purse.name().into(),
+                amount_minor: hold.amount_minor,
+                reference: key_reference("0100", &key.1),
+                business_day: i64::from(self.policy.calendar.business_day(now)),
+                at_ms: now.0,
+                ..TransferRow::default()
+            };
+            batch.push(row, &[]);
+        }
+    }
+
+    fn exponent_of(&self, acquirer: &str) -> u32 {
+        self.policy.acquirers.get(acquirer).map_or(0, |a| a.amount_exponent)
     }
 }

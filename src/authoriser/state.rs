@@ -2,7 +2,7 @@
 //! recent decisions (idempotency and reversals) and the day's counters. Rebuilt from
 //! the ledger at start-up and after a failed commit; never shared, so never locked.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::domain::money::Purse;
@@ -102,7 +102,7 @@ impl Card {
 
 /// Which family of messages a key belongs to: a 0200 and its 0420 may share F11 and F7
 /// on some networks, and must not collide as "same key, different content".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum KeyGroup {
     Authorisation,
     Financial,
@@ -151,6 +151,21 @@ pub struct TxnRecord {
     pub counted: bool,
 }
 
+/// An open hold (0100): reserves `amount_minor` of a purse until it is completed,
+/// reversed or expires; each hold resolves exactly once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub wallet: WalletIdx,
+    pub purse: Purse,
+    pub amount_minor: i64,
+    /// Where the completion's money goes (acquirer or provider account).
+    pub credit_account: i64,
+    pub expires_at_ms: i64,
+    pub card: Option<CardIdx>,
+    pub channel: Option<u16>,
+    pub business_day: u32,
+}
+
 /// The rest of the state: settlement accounts, providers, memory of recent decisions.
 #[derive(Debug, Default)]
 pub struct State {
@@ -176,6 +191,9 @@ pub struct State {
     /// Originals whose reversal came first: they are declined 05 when they arrive.
     pub orphan_keys: HashSet<JournalKey>,
     pub orphan_rrns: HashSet<(String, String, String)>,
+    pub holds: HashMap<JournalKey, Hold>,
+    /// Open holds by expiry, the earliest first.
+    pub hold_expiries: BTreeSet<(i64, JournalKey)>,
     pub cursor: SyncCursor,
 }
 
@@ -215,6 +233,32 @@ impl State {
 
     fn is_acquirer_account(&self, account: i64) -> bool {
         self.acquirer_accounts.values().any(|a| *a == account)
+    }
+
+    /// Reserves the hold's amount: the available balance drops, the ledger one does not.
+    pub fn place_hold(&mut self, key: JournalKey, hold: Hold) {
+        if let Some(w) = self.wallets.get_mut(hold.wallet as usize) {
+            w.held_minor[hold.purse.index()] += hold.amount_minor;
+        }
+        self.hold_expiries.insert((hold.expires_at_ms, key.clone()));
+        self.holds.insert(key, hold);
+    }
+
+    /// Takes `amount_minor` off an open hold (all of it when it is the whole hold);
+    /// returns the hold as it was. A hold reduced to zero is gone.
+    pub fn reduce_hold(&mut self, key: &JournalKey, amount_minor: i64) -> Option<Hold> {
+        let hold = self.holds.get(key)?.clone();
+        let taken = amount_minor.clamp(0, hold.amount_minor);
+        if let Some(w) = self.wallets.get_mut(hold.wallet as usize) {
+            w.held_minor[hold.purse.index()] -= taken;
+        }
+        if taken == hold.amount_minor {
+            self.holds.remove(key);
+            self.hold_expiries.remove(&(hold.expires_at_ms, key.clone()));
+        } else if let Some(open) = self.holds.get_mut(key) {
+            open.amount_minor -= taken;
+        }
+        Some(hold)
     }
 
     pub fn card_by_sha(&self, card_sha: &str) -> Option<CardIdx> {
