@@ -145,9 +145,9 @@ impl Core {
         };
         match txn_type {
             TxnType::BalanceInquiry => Ok(self.balance_inquiry(&ctx)),
-            TxnType::Refund if request.class == MessageClass::Authorisation => {
-                Err(Outcome::decline("declined", ResponseCode::InvalidTransaction))
-            }
+            TxnType::Refund if request.class == MessageClass::Authorisation => Err(
+                Outcome::decline("declined", ResponseCode::InvalidTransaction),
+            ),
             TxnType::Refund => self.refund(request, &ctx),
             TxnType::Purchase | TxnType::Withdrawal => self.debit(request, &ctx),
         }

@@ -67,8 +67,15 @@ async fn load_in_snapshot(
     let transfers = db.transfers_since(conn, since_ms).await?;
     let entries = db.entries_since(conn, since_ms).await?;
     super::replay::recent(&mut state, policy, &transfers, &entries, now);
-    let hold_ttl_max_ms = policy.programmes.iter().map(|p| p.hold_ttl_ms).max().unwrap_or(0);
-    let hold_rows = db.hold_rows_since(conn, now.0.saturating_sub(hold_ttl_max_ms)).await?;
+    let hold_ttl_max_ms = policy
+        .programmes
+        .iter()
+        .map(|p| p.hold_ttl_ms)
+        .max()
+        .unwrap_or(0);
+    let hold_rows = db
+        .hold_rows_since(conn, now.0.saturating_sub(hold_ttl_max_ms))
+        .await?;
     super::replay::holds(&mut state, policy, &hold_rows);
     Ok(state)
 }

@@ -54,7 +54,11 @@ fn replay_row(
     let channel = card.and_then(|c| channel_index(state, policy, c, &row.channel));
     let code = ResponseCode::from_str_code(&row.rc).unwrap_or(ResponseCode::SystemMalfunction);
     let day = u32::try_from(row.business_day).unwrap_or(0);
-    let counted = code.is_approved() && matches!(row.kind.as_str(), "purchase" | "withdrawal" | "hold" | "advice");
+    let counted = code.is_approved()
+        && matches!(
+            row.kind.as_str(),
+            "purchase" | "withdrawal" | "hold" | "advice"
+        );
     if let (Some(c), Some(ch), true) = (card, channel, counted && day == today) {
         state.cards[c as usize].count_use(day, ch, 1, row.amount_minor);
     }

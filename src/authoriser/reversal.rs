@@ -13,7 +13,10 @@ impl Core {
     /// 0400/0420: find the original by F90, or by (F32, F41, F37) without it.
     pub(super) fn reverse(&mut self, request: &Request, now: TimestampMs) -> Outcome {
         let (original_key, reference) = self.original_of(request);
-        if let Some(key) = original_key.as_ref().filter(|k| self.state.holds.contains_key(*k)) {
+        if let Some(key) = original_key
+            .as_ref()
+            .filter(|k| self.state.holds.contains_key(*k))
+        {
             let key = key.clone();
             return self.reverse_hold(request, &key, reference, now);
         }
@@ -202,7 +205,8 @@ impl Core {
             (hold.credit_account, posted_minor),
         ];
         self.state.apply_legs(&legs);
-        let available = self.state.wallets[hold.wallet as usize].available_minor()[hold.purse.index()];
+        let available =
+            self.state.wallets[hold.wallet as usize].available_minor()[hold.purse.index()];
         Outcome {
             code: Some(ResponseCode::Approved),
             kind: "completion",
@@ -257,7 +261,9 @@ impl Core {
         let order = crate::policy::purse_order(channel, TxnType::Purchase);
         let purse = match request.from_account {
             AccountChoice::Purse(p) if order.contains(&p) => p,
-            AccountChoice::ChannelDefault => *order.first().ok_or(declined(ResponseCode::NotPermittedToCard))?,
+            AccountChoice::ChannelDefault => *order
+                .first()
+                .ok_or(declined(ResponseCode::NotPermittedToCard))?,
             _ => return Err(declined(ResponseCode::NotPermittedToCard)),
         };
         let credit_account = self
@@ -266,7 +272,10 @@ impl Core {
             .get(&(wallet.programme, request.key.acquirer.clone()))
             .copied()
             .ok_or(declined(ResponseCode::AcquirerNotAllowed))?;
-        let legs = vec![(wallet.accounts[purse.index()], -amount_minor), (credit_account, amount_minor)];
+        let legs = vec![
+            (wallet.accounts[purse.index()], -amount_minor),
+            (credit_account, amount_minor),
+        ];
         self.state.apply_legs(&legs);
         let day = policy.calendar.business_day(now);
         let channel_no = channel_idx as u16;
@@ -275,24 +284,44 @@ impl Core {
         Ok(Outcome {
             code: Some(ResponseCode::Approved),
             kind: "advice",
-            balances: vec![Balance { purse, amount_type: AmountType::Available, amount_minor: available }],
+            balances: vec![Balance {
+                purse,
+                amount_type: AmountType::Available,
+                amount_minor: available,
+            }],
             legs,
             card: Some(card_idx),
             channel: Some(channel_no),
             purse: Some(purse),
             amount_minor,
-            reference: request.private.tap.as_ref().map(|t| format!("TAP:{t}")).unwrap_or_default(),
+            reference: request
+                .private
+                .tap
+                .as_ref()
+                .map(|t| format!("TAP:{t}"))
+                .unwrap_or_default(),
             counted: true,
             ..Outcome::default()
         })
     }
 
     /// Voids a hold, or with F95 keeps only the completed part of it open.
-    fn reverse_hold(&mut self, request: &Request, key: &JournalKey, reference: String, now: TimestampMs) -> Outcome {
+    fn reverse_hold(
+        &mut self,
+        request: &Request,
+        key: &JournalKey,
+        reference: String,
+        now: TimestampMs,
+    ) -> Outcome {
         let exponent = self.exponent_of(&request.key.acquirer);
         let hold = self.state.holds.get(key).cloned();
         let Some(hold) = hold else {
-            return Outcome { code: Some(ResponseCode::Approved), kind: "reversal", reference, ..Outcome::default() };
+            return Outcome {
+                code: Some(ResponseCode::Approved),
+                kind: "reversal",
+                reference,
+                ..Outcome::default()
+            };
         };
         let completed_minor = request
             .replacement_amount_wire
@@ -304,7 +333,12 @@ impl Core {
         if let (Some(card), Some(channel)) = (hold.card, hold.channel) {
             if hold.business_day == self.policy.calendar.business_day(now) {
                 let count = if completed_minor == 0 { -1 } else { 0 };
-                self.state.cards[card as usize].count_use(hold.business_day, channel, count, -released_minor);
+                self.state.cards[card as usize].count_use(
+                    hold.business_day,
+                    channel,
+                    count,
+                    -released_minor,
+                );
             }
         }
         if let Some(original) = self.state.journal.get_mut(key) {
@@ -352,6 +386,9 @@ impl Core {
     }
 
     fn exponent_of(&self, acquirer: &str) -> u32 {
-        self.policy.acquirers.get(acquirer).map_or(0, |a| a.amount_exponent)
+        self.policy
+            .acquirers
+            .get(acquirer)
+            .map_or(0, |a| a.amount_exponent)
     }
 }

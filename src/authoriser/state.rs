@@ -254,7 +254,8 @@ impl State {
         }
         if taken == hold.amount_minor {
             self.holds.remove(key);
-            self.hold_expiries.remove(&(hold.expires_at_ms, key.clone()));
+            self.hold_expiries
+                .remove(&(hold.expires_at_ms, key.clone()));
         } else if let Some(open) = self.holds.get_mut(key) {
             open.amount_minor -= taken;
         }

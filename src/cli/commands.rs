@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::{anyhow, bail, Context};
 use tokio_util::sync::CancellationToken;
 
-use super::{Cli, Command, ImportWhat, LedgerWhat, PinWhat};
+use super::{Cli, Command, ImportWhat, LedgerWhat, PinWhat, ReportWhat};
 use crate::client::{transmission_time_now, IsoClient, TxnSpec};
 use crate::config::{Config, Framing};
 use crate::domain::pan::Pan;
@@ -51,6 +51,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Pin { what } => pin(&config, what),
+        Command::Report {
+            what: ReportWhat::Settlement { date },
+        } => {
+            let day = chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d")
+                .map_err(|_| anyhow!("--date must be YYYY-MM-DD, got {date}"))?;
+            let db = open(&config).await?;
+            let business_day = day.format("%Y%m%d").to_string().parse::<u32>()?;
+            let report = crate::ledger::settlement::settlement(&db, business_day).await?;
+            print!("{}", crate::ledger::settlement::to_csv(&date, &report));
+            Ok(())
+        }
         Command::Send(args) => send(&config, args).await,
     }
 }

@@ -70,6 +70,11 @@ pub enum Command {
         #[command(subcommand)]
         what: PinWhat,
     },
+    /// Reports.
+    Report {
+        #[command(subcommand)]
+        what: ReportWhat,
+    },
     /// Send one transaction to a running switch and print the answer.
     Send(commands::SendArgs),
 }
@@ -83,6 +88,16 @@ pub enum ImportWhat {
     },
     Providers {
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ReportWhat {
+    /// Settlement CSV of one business day, per acquirer and per provider.
+    Settlement {
+        /// The business day, YYYY-MM-DD (Asia/Jakarta, configured cut-over).
+        #[arg(long)]
+        date: String,
     },
 }
 

@@ -10,6 +10,7 @@ pub mod db;
 pub mod read;
 pub mod registry;
 pub mod rows;
+pub mod settlement;
 pub mod verify;
 pub mod writer;
 

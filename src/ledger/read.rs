@@ -276,11 +276,18 @@ impl Db {
 impl Db {
     /// Holds placed at or after `at_ms` and the rows that resolved them (completions,
     /// reversals and expiries name their hold's key, `K:01..`), in ledger order.
-    pub async fn hold_rows_since(&self, conn: &mut AnyConnection, at_ms: i64) -> Result<Vec<TransferRow>, LedgerError> {
+    pub async fn hold_rows_since(
+        &self,
+        conn: &mut AnyConnection,
+        at_ms: i64,
+    ) -> Result<Vec<TransferRow>, LedgerError> {
         let sql = format!(
             "{TRANSFER_SELECT} WHERE at_ms >= ? AND ((kind = 'hold' AND rc = '00') OR reference LIKE 'K:01%') \
              ORDER BY batch_seq, idx"
         );
-        Ok(sqlx::query_as(&self.sql(&sql)).bind(at_ms).fetch_all(&mut *conn).await?)
+        Ok(sqlx::query_as(&self.sql(&sql))
+            .bind(at_ms)
+            .fetch_all(&mut *conn)
+            .await?)
     }
 }

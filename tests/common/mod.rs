@@ -363,3 +363,39 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
+
+impl TestDb {
+    /// Runs statements against the database (test set-up such as fault injection).
+    pub fn exec(&self, sql: &str) {
+        let url = self.url.clone();
+        let sql = sql.to_string();
+        on_own_runtime(async move {
+            let db = multiguna::ledger::Db::connect(&url).await.expect("connect");
+            sqlx::raw_sql(&sql).execute(&db.pool).await.expect("exec");
+            db.close().await;
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+}
+
+/// Today's business date in Asia/Jakarta (the default cut-over), `YYYY-MM-DD`.
+pub fn business_date_today() -> String {
+    let cal = multiguna::domain::time::BusinessCalendar::new(420, "23:59:59").expect("calendar");
+    cal.business_date(multiguna::domain::time::TimestampMs::now())
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// F90 naming `original`: MTI, STAN, F7, acquirer zero-padded to 11, forwarding zeros.
+pub fn f90(mti: &str, original: &TxnSpec) -> String {
+    format!(
+        "{mti}{:06}{}{:0>11}{}",
+        original.stan % 1_000_000,
+        original.transmitted,
+        original.acquirer,
+        "0".repeat(11)
+    )
+}

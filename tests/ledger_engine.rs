@@ -1,0 +1,290 @@
+//! The money life cycle beyond a plain debit: holds, completions, expiry, forced
+//! advices, settlement, and what survives SIGKILL and failed commits.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn entries(db: &TestDb) -> i64 {
+    db.scalar("SELECT COUNT(*) FROM entries")
+}
+
+#[test]
+fn hold_lowers_available_only_and_completion_posts_up_to_the_hold_once() {
+    for db in backends() {
+        let cards = db.province(1);
+        let switch = Switch::start(&db);
+        let card = &cards[0];
+        let (hold, before) = runtime().block_on(async {
+            let mut c = switch.client().await;
+            let mut hold = request(card, ATM, "6011", "010000", 200_000);
+            hold.mti = "0100".into();
+            let a = send(&mut c, &hold).await;
+            assert_eq!(rc(&a), "00", "{}: hold", db.name);
+            assert_eq!(a.field(0).unwrap_or_default(), "", "no field 0");
+            assert_eq!(
+                balance(&mut c, card, "91").await,
+                550_000,
+                "{}: available drops",
+                db.name
+            );
+            (hold, 0)
+        });
+        let _ = before;
+        let posted_before = entries(&db);
+        runtime().block_on(async {
+            let mut c = switch.client().await;
+            let mut completion = request(card, ATM, "6011", "010000", 150_000);
+            completion.mti = "0220".into();
+            completion.original = Some(f90("0100", &hold));
+            let a = send(&mut c, &completion).await;
+            assert_eq!(rc(&a), "00", "{}: completion", db.name);
+            assert_eq!(a.message().unwrap().mti().as_str(), "0230");
+            assert_eq!(
+                balance(&mut c, card, "91").await,
+                600_000,
+                "{}: 150,000 posted, rest released",
+                db.name
+            );
+            let mut again = completion.clone();
+            again.stan = next_stan();
+            let a = send(&mut c, &again).await;
+            assert_eq!(rc(&a), "25", "{}: a hold resolves once", db.name);
+        });
+        assert_eq!(
+            entries(&db),
+            posted_before + 2,
+            "{}: one transfer of two legs",
+            db.name
+        );
+        drop(switch);
+        db.cli_ok(&["ledger", "verify"]);
+    }
+}
+
+#[test]
+fn reversal_voids_a_hold() {
+    for db in backends() {
+        let cards = db.province(1);
+        let switch = Switch::start(&db);
+        let card = &cards[0];
+        runtime().block_on(async {
+            let mut c = switch.client().await;
+            let mut hold = request(card, SHOP, "5411", "000000", 100_000);
+            hold.mti = "0100".into();
+            assert_eq!(rc(&send(&mut c, &hold).await), "00");
+            assert_eq!(balance(&mut c, card, "92").await, 200_000);
+            let mut reversal = request(card, SHOP, "5411", "000000", 100_000);
+            reversal.mti = "0400".into();
+            reversal.pin_block = None;
+            reversal.original = Some(f90("0100", &hold));
+            assert_eq!(rc(&send(&mut c, &reversal).await), "00", "{}", db.name);
+            assert_eq!(
+                balance(&mut c, card, "92").await,
+                300_000,
+                "{}: hold voided",
+                db.name
+            );
+        });
+        assert_eq!(entries(&db), db.scalar("SELECT COUNT(*) FROM entries"));
+    }
+}
+
+#[test]
+fn a_hold_expires_by_itself_and_stays_expired_after_restart() {
+    for db in backends() {
+        let cards = db.province(1);
+        let card = &cards[0];
+        let ttl = [("MULTIGUNA__PROGRAMMES__0__HOLD_TTL_S", "1")];
+        let switch = Switch::start_with(&db, &ttl);
+        runtime().block_on(async {
+            let mut c = switch.client().await;
+            let mut hold = request(card, ATM, "6011", "010000", 100_000);
+            hold.mti = "0100".into();
+            assert_eq!(rc(&send(&mut c, &hold).await), "00");
+            assert_eq!(balance(&mut c, card, "91").await, 650_000);
+        });
+        wait_until("the hold to expire", || {
+            db.scalar("SELECT COUNT(*) FROM transfers WHERE kind = 'hold_expiry'") == 1
+        });
+        switch.kill9();
+        let switch = Switch::start_with(&db, &ttl);
+        runtime().block_on(async {
+            let mut c = switch.client().await;
+            assert_eq!(
+                balance(&mut c, card, "91").await,
+                750_000,
+                "{}: released after restart",
+                db.name
+            );
+        });
+    }
+}
+
+#[test]
+fn forced_advice_posts_below_zero_once_and_verify_allows_it() {
+    for db in backends() {
+        let cards = db.province(1);
+        let switch = Switch::start(&db);
+        let card = &cards[0];
+        let posted = runtime().block_on(async {
+            let mut c = switch.client().await;
+            let mut advice = request(card, BUS, "4111", "000000", 150_000);
+            advice.mti = "0220".into();
+            advice.pin_block = None;
+            advice.private = Some("TAP=20261123071500;ROUTE=SRG-BTN;BUS=B1234".into());
+            let a = send(&mut c, &advice).await;
+            assert_eq!(rc(&a), "00", "{}: advice", db.name);
+            assert_eq!(a.field(54).and_then(|f| parse_f54(&f, "95")), Some(-50_000));
+            let posted = entries(&db);
+            let mut repeat = advice.clone();
+            repeat.mti = "0221".into();
+            let again = send(&mut c, &repeat).await;
+            assert_eq!(rc(&again), "00", "{}: repeat acknowledged", db.name);
+            assert_eq!(again.field(54), a.field(54), "{}: same F54", db.name);
+            posted
+        });
+        assert_eq!(entries(&db), posted, "{}: a repeat posts nothing", db.name);
+        drop(switch);
+        db.cli_ok(&["ledger", "verify"]);
+    }
+}
+
+#[test]
+fn settlement_csv_sums_to_the_ledger() {
+    for db in backends() {
+        let cards = db.province(2);
+        let switch = Switch::start(&db);
+        runtime().block_on(async {
+            let mut c = switch.client().await;
+            let w = request(&cards[0], ATM, "6011", "010000", 100_000);
+            assert_eq!(rc(&send(&mut c, &w).await), "00");
+            assert_eq!(
+                rc(&send(&mut c, &request(&cards[2], ATM, "6011", "010000", 50_000)).await),
+                "00"
+            );
+            let mut reversal = request(&cards[0], ATM, "6011", "010000", 100_000);
+            reversal.mti = "0420".into();
+            reversal.original = Some(f90("0200", &w));
+            reversal.replacement = Some(format!("{:012}{}", 50_000, "0".repeat(30)));
+            assert_eq!(rc(&send(&mut c, &reversal).await), "00");
+            assert_eq!(
+                rc(&send(&mut c, &request(&cards[0], SHOP, "5411", "000000", 20_000)).await),
+                "00"
+            );
+        });
+        let csv = db.cli_ok(&["report", "settlement", "--date", &business_date_today()]);
+        let atm = csv
+            .lines()
+            .find(|l| l.contains(",acquirer,360001,"))
+            .expect("ATM acquirer row");
+        let cols: Vec<&str> = atm.split(',').collect();
+        assert_eq!(
+            &cols[4..],
+            ["2", "150000.00", "0", "0.00", "1", "50000.00", "100000.00"],
+            "{}: {atm}",
+            db.name
+        );
+        let shop = csv
+            .lines()
+            .find(|l| l.contains(",acquirer,360002,"))
+            .expect("shop row");
+        assert!(shop.ends_with(",20000.00"), "{}: {shop}", db.name);
+        let ledger_net = db.scalar(
+            "SELECT CAST(COALESCE(SUM(e.amount_minor), 0) AS BIGINT) FROM entries e JOIN accounts a ON a.account_id = e.account_id WHERE a.kind = 'acquirer'",
+        );
+        assert_eq!(
+            ledger_net,
+            (100_000 + 20_000) * 100,
+            "{}: CSV nets equal the ledger",
+            db.name
+        );
+    }
+}
+
+#[test]
+fn sigkill_under_load_loses_no_approval_and_posts_nothing_twice() {
+    for db in backends() {
+        let cards = db.province(20);
+        let switch = Switch::start(&db);
+        let addr = switch.addr;
+        let approved: Vec<(String, String, u64)> = runtime().block_on(async {
+            let mut tasks = Vec::new();
+            for worker in 0..4usize {
+                let cards = cards.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut approved = Vec::new();
+                    let Ok(mut c) = multiguna::client::IsoClient::connect(
+                        addr,
+                        multiguna::config::Framing::Len2,
+                    )
+                    .await
+                    else {
+                        return approved;
+                    };
+                    for i in 0.. {
+                        let card = &cards[(worker * 7 + i) % cards.len()];
+                        let mut spec =
+                            request(card, SHOP, "5411", "000000", 1_000 + (i % 50) as u64);
+                        spec.terminal = format!("LOAD{worker:04}");
+                        let Ok(answer) = c.request(&spec.build()).await else {
+                            break;
+                        };
+                        if answer.response_code().as_deref() == Some("00") {
+                            approved.push((
+                                spec.terminal.clone(),
+                                format!("{:06}", spec.stan),
+                                spec.amount.unwrap_or(0),
+                            ));
+                        }
+                    }
+                    approved
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            // SIGKILL while requests are in flight on every connection.
+            switch.kill9();
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.unwrap_or_default());
+            }
+            all
+        });
+        eprintln!(
+            "{}: {} approvals seen by the clients before SIGKILL",
+            db.name,
+            approved.len()
+        );
+        assert!(
+            approved.len() > 10,
+            "{}: load ran ({} approvals)",
+            db.name,
+            approved.len()
+        );
+        for (terminal, stan, _) in &approved {
+            let n = db.scalar(&format!(
+                "SELECT COUNT(*) FROM transfers WHERE terminal = '{terminal}' AND stan = '{stan}' AND rc = '00'"
+            ));
+            assert_eq!(
+                n, 1,
+                "{}: approval {terminal}/{stan} in the ledger exactly once",
+                db.name
+            );
+        }
+        let total_minor: i64 = approved.iter().map(|(_, _, a)| *a as i64 * 100).sum();
+        let ledger_minor = db.scalar("SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM transfers WHERE kind = 'purchase' AND rc = '00'");
+        assert!(
+            ledger_minor >= total_minor,
+            "{}: every approval the client saw is posted",
+            db.name
+        );
+        db.cli_ok(&["ledger", "verify"]);
+        let switch = Switch::start(&db);
+        runtime().block_on(async {
+            let mut c = switch.client().await;
+            assert!(balance(&mut c, &cards[0], "92").await <= 300_000);
+        });
+    }
+}
