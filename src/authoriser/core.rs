@@ -458,18 +458,14 @@ impl Core {
                 .push((row.card_sha.clone(), "pin_locked".to_string()));
         }
         batch.push(row, &outcome.legs);
-        if let Some(rrn) = request.rrn.as_ref() {
-            let rrn_key = (
+        let rrn_key = request.rrn.as_ref().map(|rrn| {
+            (
                 request.key.acquirer.clone(),
                 request.key.terminal.clone(),
                 rrn.clone(),
-            );
-            self.state
-                .by_rrn
-                .entry(rrn_key)
-                .or_insert_with(|| key.clone());
-        }
-        self.state.journal.insert(
+            )
+        });
+        self.state.remember(
             key,
             TxnRecord {
                 content_sha: request.content_sha,
@@ -481,7 +477,9 @@ impl Core {
                 legs: outcome.legs,
                 reversed: false,
                 counted: outcome.counted,
+                at_ms: now.0,
             },
+            rrn_key,
         );
         response
     }

@@ -186,5 +186,7 @@ impl Authoriser {
         if let Err(err) = sync::pick_up(&self.db, &mut self.core).await {
             tracing::warn!(error = %err, "sync with the database failed; will retry");
         }
+        let cutoff_ms = TimestampMs::now().0 - self.core.policy.idempotency_window_ms;
+        self.core.state.forget_before(cutoff_ms);
     }
 }

@@ -68,10 +68,6 @@ fn replay_row(
     if group == KeyGroup::Reversal {
         replay_reversal(state, row, !legs.is_empty(), today);
     }
-    if !row.rrn.is_empty() {
-        let rrn_key = (row.acquirer.clone(), row.terminal.clone(), row.rrn.clone());
-        state.by_rrn.entry(rrn_key).or_insert_with(|| key.clone());
-    }
     let mut content_sha = [0u8; 32];
     let _ = hex::decode_to_slice(&row.content_sha, &mut content_sha);
     let response = Response {
@@ -89,8 +85,13 @@ fn replay_row(
         legs,
         reversed: false,
         counted,
+        at_ms: row.at_ms,
     };
-    state.journal.entry(key).or_insert(record);
+    if !state.journal.contains_key(&key) {
+        let rrn_key = (!row.rrn.is_empty())
+            .then(|| (row.acquirer.clone(), row.terminal.clone(), row.rrn.clone()));
+        state.remember(key, record, rrn_key);
+    }
 }
 
 fn key_of(row: &TransferRow) -> RequestKey {

@@ -2,7 +2,7 @@
 //! recent decisions (idempotency and reversals) and the day's counters. Rebuilt from
 //! the ledger at start-up and after a failed commit; never shared, so never locked.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::domain::money::Purse;
@@ -149,6 +149,7 @@ pub struct TxnRecord {
     pub reversed: bool,
     /// Counts toward a daily count limit (withdrawals, rides).
     pub counted: bool,
+    pub at_ms: i64,
 }
 
 /// An open hold (0100): reserves `amount_minor` of a purse until it is completed,
@@ -186,6 +187,10 @@ pub struct State {
     /// Purse account -> (wallet, purse), to apply entries written by others.
     pub purse_accounts: HashMap<i64, (WalletIdx, Purse)>,
     pub journal: HashMap<JournalKey, TxnRecord>,
+    /// Journal keys in the order decided, to forget the oldest first.
+    pub journal_order: VecDeque<(i64, JournalKey)>,
+    /// The RRN each journal entry registered, in the same order.
+    pub rrn_order: VecDeque<Option<(String, String, String)>>,
     /// (acquirer, terminal, RRN) -> key: reversals without F90.
     pub by_rrn: HashMap<(String, String, String), JournalKey>,
     /// Originals whose reversal came first: they are declined 05 when they arrive.
@@ -260,6 +265,42 @@ impl State {
             open.amount_minor -= taken;
         }
         Some(hold)
+    }
+
+    /// Forgets decisions older than the idempotency window, so memory stays bounded by
+    /// the traffic of one window. The ledger keeps them; a retry that old is answered
+    /// as a new request.
+    pub fn forget_before(&mut self, cutoff_ms: i64) {
+        // Oldest first, so this costs what it forgets, not the size of the journal.
+        while let Some((at_ms, _)) = self.journal_order.front() {
+            if *at_ms >= cutoff_ms {
+                break;
+            }
+            let Some((_, key)) = self.journal_order.pop_front() else {
+                break;
+            };
+            self.journal.remove(&key);
+            let rrn = self.rrn_order.pop_front();
+            if let Some(rrn) = rrn.flatten() {
+                self.by_rrn.remove(&rrn);
+            }
+        }
+    }
+
+    /// Remembers a decision (and its RRN) for retries and reversals.
+    pub fn remember(
+        &mut self,
+        key: JournalKey,
+        record: TxnRecord,
+        rrn: Option<(String, String, String)>,
+    ) {
+        let rrn = rrn.filter(|r| !self.by_rrn.contains_key(r));
+        if let Some(r) = rrn.as_ref() {
+            self.by_rrn.insert(r.clone(), key.clone());
+        }
+        self.journal_order.push_back((record.at_ms, key.clone()));
+        self.rrn_order.push_back(rrn);
+        self.journal.insert(key, record);
     }
 
     pub fn card_by_sha(&self, card_sha: &str) -> Option<CardIdx> {
