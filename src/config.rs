@@ -52,6 +52,14 @@ pub struct SwitchConfig {
     pub utc_offset_minutes: i32,
     pub idempotency_window_hours: u32,
     pub sync_interval_ms: u64,
+    /// How often balances are checkpointed, so start-up reads a checkpoint plus what
+    /// came after it instead of all history.
+    #[serde(default = "default_checkpoint_interval_s")]
+    pub checkpoint_interval_s: u64,
+}
+
+fn default_checkpoint_interval_s() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Deserialize)]

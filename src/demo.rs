@@ -86,6 +86,11 @@ pub async fn run(families: u32, seconds: u64) -> anyhow::Result<()> {
             "MULTIGUNA__LISTENERS__0__BIND".to_string(),
             "127.0.0.1:0".to_string(),
         ),
+        // A free port, like the listener's: a demo must start beside anything.
+        (
+            "MULTIGUNA__ADMIN__BIND".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
     ];
     let config = Config::from_toml_with_env(DEFAULT_TOML, env.into_iter())?;
     println!(
@@ -121,12 +126,13 @@ pub async fn run(families: u32, seconds: u64) -> anyhow::Result<()> {
     crate::server::cancel_on_signal(shutdown.clone());
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let server = crate::server::run(config.clone(), false, shutdown.clone(), move |bound| {
-        let _ = ready_tx.send(bound.first().map(|(_, a)| *a));
+        let _ = ready_tx.send(bound.listeners.first().map(|(_, a)| (*a, bound.admin)));
     });
     let tour = async {
-        let addr = ready_rx
+        let (addr, admin) = ready_rx
             .await?
             .ok_or_else(|| anyhow::anyhow!("no listener"))?;
+        println!("multiguna demo: dashboard at http://{admin}/");
         print_guide(addr, &cards);
         let stopper = async {
             if seconds > 0 {

@@ -20,8 +20,9 @@ const ECHOED_NETWORK: [u8; 4] = [7, 11, 32, 70];
 pub enum Inbound {
     /// A request for the authoriser, and the response skeleton with the echoed fields.
     Request(Box<Request>, Box<MessageBuilder>),
-    /// Answered at the edge: network management, format errors, unknown types.
-    Reply(Vec<u8>),
+    /// Answered at the edge: network management, format errors, unknown types; the code
+    /// is for the metrics.
+    Reply(Vec<u8>, ResponseCode),
     /// Nothing to answer (no MTI and F11, or a response sent to us); counted.
     Drop(&'static str),
 }
@@ -55,6 +56,8 @@ pub fn translate(frame: &[u8]) -> Inbound {
     }
     match to_request(&message, class, frame) {
         Some(request) => Inbound::Request(Box::new(request), Box::new(skeleton(&message, &ECHOED))),
+        // Without F11 the peer could not match an answer: dropped, as wire.md says.
+        None if !message.has(11) => Inbound::Drop("no_stan"),
         None => format_error(&message),
     }
 }
@@ -90,7 +93,10 @@ fn format_error(message: &Message<'_>) -> Inbound {
 
 fn reply_code(message: &Message<'_>, echoed: &[u8], code: ResponseCode) -> Inbound {
     let response = Response::declined(code);
-    Inbound::Reply(encode_response(skeleton(message, echoed), &response, 0))
+    Inbound::Reply(
+        encode_response(skeleton(message, echoed), &response, 0),
+        code,
+    )
 }
 
 /// The response MTI and the echoed fields, copied before the frame buffer is reused.
@@ -295,7 +301,7 @@ mod tests {
     fn malformed_f48_is_answered_30_with_the_echoed_stan() {
         let mut b = purchase();
         b.set_str(48, "SVC").unwrap();
-        let Inbound::Reply(bytes) = translate(&b.to_bytes()) else {
+        let Inbound::Reply(bytes, _) = translate(&b.to_bytes()) else {
             panic!("expected a reply");
         };
         let reply = Message::parse(&bytes).unwrap();

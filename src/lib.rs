@@ -4,6 +4,7 @@
 //! `net` (TCP, framing) -> `iso8583` (codec) -> `edge` (wire to domain) -> `policy`
 //! (rules) -> `authoriser` (single writer) -> `ledger` (durable batches) and back.
 
+pub mod admin;
 pub mod authoriser;
 pub mod cli;
 pub mod client;

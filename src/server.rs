@@ -1,49 +1,115 @@
-//! `multiguna serve`: the ledger, the authoriser and the ISO 8583 listeners, wired
-//! together, with a graceful stop that drains what is in flight.
+//! `multiguna serve`: the ledger, the authoriser, the ISO 8583 listeners and the admin
+//! port, wired together, with a graceful stop that drains what is in flight.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::authoriser::{self, AuthoriserConfig};
+use crate::admin::{self, AdminLedger, AdminState};
+use crate::authoriser::{self, AuthoriserConfig, AuthoriserHandle};
 use crate::config::Config;
 use crate::ledger::Db;
 use crate::net::{serve_listener, NetContext};
 use crate::policy::Policy;
 
+/// Where the switch listens, once every socket is bound.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    /// Each ISO 8583 listener's name and address, in configuration order.
+    pub listeners: Vec<(String, SocketAddr)>,
+    /// The admin HTTP port: health, metrics, API, dashboard.
+    pub admin: SocketAddr,
+}
+
 /// Runs until `shutdown` is cancelled; then stops accepting, answers what is in
-/// flight, commits, and returns. `on_ready` gets each listener's bound address.
+/// flight, commits, and returns. `on_ready` gets the bound addresses.
 pub async fn run(
     config: Config,
     echo: bool,
     shutdown: CancellationToken,
-    on_ready: impl FnOnce(&[(String, SocketAddr)]),
+    on_ready: impl FnOnce(&Bound),
 ) -> anyhow::Result<()> {
+    // Before any listener opens: what is recorded before the recorder exists is lost.
+    let metrics = admin::metrics::recorder();
     let policy = Arc::new(Policy::from_config(&config).map_err(anyhow::Error::msg)?);
     let (authoriser, authoriser_join) = if echo {
         (None, None)
     } else {
-        let db = Db::connect(&config.database.url).await?;
-        db.migrate().await?;
-        db.ensure_reference_accounts(&config).await?;
-        let (handle, join) = authoriser::start(
-            db,
-            Arc::clone(&policy),
-            AuthoriserConfig {
-                queue_depth_max: config.authoriser.queue_depth_max,
-                batch_size_max: config.authoriser.batch_size_max,
-                sync_interval: Duration::from_millis(config.switch.sync_interval_ms.max(10)),
-            },
-        )
-        .await?;
+        let (handle, join) = start_authoriser(&config, &policy).await?;
         (Some(handle), Some(join))
     };
-    let ctx = Arc::new(NetContext { authoriser, policy });
     let tracker = TaskTracker::new();
+    let admin_ledger = match &authoriser {
+        // Its own pool, so the admin port never takes the authoriser's connections.
+        Some(handle) => Some(AdminLedger {
+            db: Db::connect(&config.database.url).await?,
+            health: handle.health(),
+        }),
+        None => None,
+    };
+    let state = AdminState::new(&config, Arc::clone(&policy), admin_ledger, metrics);
+    let admin = start_admin(&config, state, &shutdown, &tracker).await?;
+    let ctx = Arc::new(NetContext { authoriser, policy });
+    let listeners = start_listeners(&config, &ctx, &shutdown, &tracker).await?;
+    on_ready(&Bound { listeners, admin });
+    shutdown.cancelled().await;
+    tracker.close();
+    tracker.wait().await;
+    // Every connection is gone: the last handle goes with the context, the authoriser
+    // drains its queue, commits, and stops.
+    drop(ctx);
+    if let Some(join) = authoriser_join {
+        join.await?;
+    }
+    Ok(())
+}
+
+async fn start_authoriser(
+    config: &Config,
+    policy: &Arc<Policy>,
+) -> anyhow::Result<(AuthoriserHandle, JoinHandle<()>)> {
+    let db = Db::connect(&config.database.url).await?;
+    db.migrate().await?;
+    db.ensure_reference_accounts(config).await?;
+    let started = authoriser::start(
+        db,
+        Arc::clone(policy),
+        AuthoriserConfig {
+            queue_depth_max: config.authoriser.queue_depth_max,
+            batch_size_max: config.authoriser.batch_size_max,
+            sync_interval: Duration::from_millis(config.switch.sync_interval_ms.max(10)),
+            checkpoint_interval: Duration::from_secs(config.switch.checkpoint_interval_s.max(1)),
+        },
+    )
+    .await?;
+    Ok(started)
+}
+
+async fn start_admin(
+    config: &Config,
+    state: AdminState,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(&config.admin.bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("admin: cannot bind {}: {e}", config.admin.bind))?;
+    let addr = listener.local_addr()?;
+    tracker.spawn(admin::serve(listener, state, shutdown.clone()));
+    Ok(addr)
+}
+
+async fn start_listeners(
+    config: &Config,
+    ctx: &Arc<NetContext>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Vec<(String, SocketAddr)>> {
     let mut bound = Vec::new();
     for listener_config in &config.listeners {
         let listener = TcpListener::bind(&listener_config.bind)
@@ -59,22 +125,12 @@ pub async fn run(
         tracker.spawn(serve_listener(
             listener,
             Arc::new(listener_config.clone()),
-            Arc::clone(&ctx),
+            Arc::clone(ctx),
             shutdown.clone(),
             tracker.clone(),
         ));
     }
-    on_ready(&bound);
-    shutdown.cancelled().await;
-    tracker.close();
-    tracker.wait().await;
-    // Every connection is gone: the last handle goes with the context, the authoriser
-    // drains its queue, commits, and stops.
-    drop(ctx);
-    if let Some(join) = authoriser_join {
-        join.await?;
-    }
-    Ok(())
+    Ok(bound)
 }
 
 /// Cancels `token` on SIGTERM or Ctrl-C.

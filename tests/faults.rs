@@ -24,12 +24,19 @@ CREATE TRIGGER fault_on_commit BEFORE INSERT ON ledger_batches
 fn failed_commits_answer_91_post_nothing_and_service_resumes() {
     for db in backends() {
         let cards = db.province(1);
-        db.exec(if db.is_postgres() { POSTGRES_FAULT } else { SQLITE_FAULT });
+        db.exec(if db.is_postgres() {
+            POSTGRES_FAULT
+        } else {
+            SQLITE_FAULT
+        });
         let switch = Switch::start(&db);
         let card = &cards[0];
         runtime().block_on(async {
             let mut c = switch.client().await;
-            assert_eq!(rc(&send(&mut c, &request(card, ATM, "6011", "010000", 100_000)).await), "00");
+            assert_eq!(
+                rc(&send(&mut c, &request(card, ATM, "6011", "010000", 100_000)).await),
+                "00"
+            );
         });
         let before = db.scalar("SELECT COUNT(*) FROM entries");
         db.exec("INSERT INTO fault (armed) VALUES (1)");
@@ -41,7 +48,12 @@ fn failed_commits_answer_91_post_nothing_and_service_resumes() {
             assert_eq!(a.field(38), None, "{}: no approval code on 91", db.name);
             w
         });
-        assert_eq!(db.scalar("SELECT COUNT(*) FROM entries"), before, "{}: nothing posted", db.name);
+        assert_eq!(
+            db.scalar("SELECT COUNT(*) FROM entries"),
+            before,
+            "{}: nothing posted",
+            db.name
+        );
         db.exec("DELETE FROM fault");
         runtime().block_on(async {
             let mut c = switch.client().await;
@@ -51,7 +63,12 @@ fn failed_commits_answer_91_post_nothing_and_service_resumes() {
                 let a = send(&mut c, &request(card, ATM, "6011", "310000", 0)).await;
                 answer = rc(&a);
                 if answer == "00" {
-                    assert_eq!(a.field(54).and_then(|f| parse_f54(&f, "91")), Some(650_000), "{}", db.name);
+                    assert_eq!(
+                        a.field(54).and_then(|f| parse_f54(&f, "91")),
+                        Some(650_000),
+                        "{}",
+                        db.name
+                    );
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;

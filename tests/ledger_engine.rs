@@ -288,3 +288,70 @@ fn sigkill_under_load_loses_no_approval_and_posts_nothing_twice() {
         });
     }
 }
+
+#[test]
+fn restart_from_a_checkpoint_gives_the_same_balances_and_verify_checks_it() {
+    for db in backends() {
+        let cards = db.province(2);
+        let fast = [("MULTIGUNA__SWITCH__CHECKPOINT_INTERVAL_S", "1")];
+        let switch = Switch::start_with(&db, &fast);
+        runtime().block_on(async {
+            let mut c = switch.client().await;
+            assert_eq!(
+                rc(&send(&mut c, &request(&cards[0], ATM, "6011", "010000", 100_000)).await),
+                "00"
+            );
+        });
+        wait_until("a checkpoint", || {
+            db.scalar("SELECT COUNT(*) FROM checkpoints") >= 1
+        });
+        runtime().block_on(async {
+            let mut c = switch.client().await;
+            // After the checkpoint: start-up must add these entries to it.
+            assert_eq!(
+                rc(&send(&mut c, &request(&cards[0], ATM, "6011", "010000", 50_000)).await),
+                "00"
+            );
+            assert_eq!(
+                rc(&send(&mut c, &request(&cards[2], SHOP, "5411", "000000", 1_000)).await),
+                "00"
+            );
+        });
+        switch.kill9();
+        let switch = Switch::start(&db);
+        runtime().block_on(async {
+            let mut c = switch.client().await;
+            assert_eq!(
+                balance(&mut c, &cards[0], "91").await,
+                600_000,
+                "{}",
+                db.name
+            );
+            assert_eq!(
+                balance(&mut c, &cards[2], "92").await,
+                299_000,
+                "{}",
+                db.name
+            );
+        });
+        drop(switch);
+        let report = db.cli_ok(&["ledger", "verify"]);
+        assert!(!report.contains(" 0 checkpoints"), "{}: {report}", db.name);
+        // A checkpoint row that disagrees with the entries is found.
+        let seq = db.scalar("SELECT MIN(batch_seq) FROM checkpoints");
+        db.exec(&format!(
+            "INSERT INTO balance_checkpoints (batch_seq, account_id, balance_minor) VALUES ({seq}, 999999, 1)"
+        ));
+        let out = db.cli(&["ledger", "verify"]);
+        assert!(
+            !out.status.success(),
+            "{}: a bad checkpoint fails verify",
+            db.name
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("checkpoint"),
+            "{}",
+            db.name
+        );
+    }
+}

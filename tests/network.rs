@@ -15,17 +15,28 @@ fn len4_ascii_framing_is_served_when_configured() {
     let cards = db.province(1);
     let switch = Switch::start_with(&db, &[("MULTIGUNA__LISTENERS__0__FRAMING", "len4-ascii")]);
     runtime().block_on(async {
-        let mut c = IsoClient::connect(switch.addr, Framing::Len4Ascii).await.expect("connect");
+        let mut c = IsoClient::connect(switch.addr, Framing::Len4Ascii)
+            .await
+            .expect("connect");
         let a = send(&mut c, &request(&cards[0], ATM, "6011", "310000", 0)).await;
         assert_eq!(rc(&a), "00");
         // The header is four ASCII digits on the way back too.
-        let mut raw = tokio::net::TcpStream::connect(switch.addr).await.expect("connect");
-        let body = request(&cards[0], ATM, "6011", "310000", 0).build().to_bytes();
-        raw.write_all(format!("{:04}", body.len()).as_bytes()).await.expect("write");
+        let mut raw = tokio::net::TcpStream::connect(switch.addr)
+            .await
+            .expect("connect");
+        let body = request(&cards[0], ATM, "6011", "310000", 0)
+            .build()
+            .to_bytes();
+        raw.write_all(format!("{:04}", body.len()).as_bytes())
+            .await
+            .expect("write");
         raw.write_all(&body).await.expect("write");
         let mut header = [0u8; 4];
         raw.read_exact(&mut header).await.expect("read");
-        assert!(header.iter().all(u8::is_ascii_digit), "len4-ascii header: {header:?}");
+        assert!(
+            header.iter().all(u8::is_ascii_digit),
+            "len4-ascii header: {header:?}"
+        );
     });
 }
 
@@ -35,13 +46,21 @@ fn an_idle_connection_is_closed_and_others_keep_working() {
     let cards = db.province(1);
     let switch = Switch::start_with(&db, &[("MULTIGUNA__LISTENERS__0__IDLE_TIMEOUT_S", "1")]);
     runtime().block_on(async {
-        let mut slow = tokio::net::TcpStream::connect(switch.addr).await.expect("connect");
+        let mut slow = tokio::net::TcpStream::connect(switch.addr)
+            .await
+            .expect("connect");
         slow.write_all(&[0]).await.expect("one byte of a header");
         let mut buf = [0u8; 1];
         let read = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf)).await;
-        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the idle connection was closed: {read:?}");
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "the idle connection was closed: {read:?}"
+        );
         let mut c = switch.client().await;
-        assert_eq!(rc(&send(&mut c, &request(&cards[0], ATM, "6011", "310000", 0)).await), "00");
+        assert_eq!(
+            rc(&send(&mut c, &request(&cards[0], ATM, "6011", "310000", 0)).await),
+            "00"
+        );
     });
 }
 
@@ -53,13 +72,27 @@ fn connections_past_the_limit_are_refused_and_the_rest_served() {
     runtime().block_on(async {
         let mut a = switch.client().await;
         let mut b = switch.client().await;
-        assert_eq!(rc(&send(&mut a, &request(&cards[0], ATM, "6011", "310000", 0)).await), "00");
-        assert_eq!(rc(&send(&mut b, &request(&cards[0], ATM, "6011", "310000", 0)).await), "00");
-        let mut third = tokio::net::TcpStream::connect(switch.addr).await.expect("tcp accept");
+        assert_eq!(
+            rc(&send(&mut a, &request(&cards[0], ATM, "6011", "310000", 0)).await),
+            "00"
+        );
+        assert_eq!(
+            rc(&send(&mut b, &request(&cards[0], ATM, "6011", "310000", 0)).await),
+            "00"
+        );
+        let mut third = tokio::net::TcpStream::connect(switch.addr)
+            .await
+            .expect("tcp accept");
         let mut buf = [0u8; 1];
         let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf)).await;
-        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "third connection closed: {read:?}");
-        assert_eq!(rc(&send(&mut a, &request(&cards[0], ATM, "6011", "310000", 0)).await), "00");
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "third connection closed: {read:?}"
+        );
+        assert_eq!(
+            rc(&send(&mut a, &request(&cards[0], ATM, "6011", "310000", 0)).await),
+            "00"
+        );
     });
 }
 
@@ -70,7 +103,9 @@ fn sigterm_answers_what_is_in_flight_commits_and_exits_0() {
         let switch = Switch::start(&db);
         let addr = switch.addr;
         let (sent, answered) = runtime().block_on(async {
-            let mut c = IsoClient::connect(addr, Framing::Len2).await.expect("connect");
+            let mut c = IsoClient::connect(addr, Framing::Len2)
+                .await
+                .expect("connect");
             let mut stans = Vec::new();
             for i in 0..40 {
                 let spec = request(&cards[i % cards.len()], SHOP, "5411", "000000", 1_000);
@@ -78,9 +113,14 @@ fn sigterm_answers_what_is_in_flight_commits_and_exits_0() {
                 c.send(&spec.build()).await.expect("send");
             }
             let pid = switch.child.id().to_string();
-            std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill");
             let mut answered = 0;
-            while let Ok(Ok(answer)) = tokio::time::timeout(Duration::from_secs(10), c.receive()).await {
+            while let Ok(Ok(answer)) =
+                tokio::time::timeout(Duration::from_secs(10), c.receive()).await
+            {
                 assert_eq!(rc(&answer), "00");
                 answered += 1;
                 if answered == stans.len() {
@@ -91,8 +131,13 @@ fn sigterm_answers_what_is_in_flight_commits_and_exits_0() {
         });
         let status = switch.terminate();
         assert!(status.success(), "{}: exit status {status:?}", db.name);
-        assert_eq!(answered, sent, "{}: every request in flight was answered", db.name);
-        let posted = db.scalar("SELECT COUNT(*) FROM transfers WHERE kind = 'purchase' AND rc = '00'");
+        assert_eq!(
+            answered, sent,
+            "{}: every request in flight was answered",
+            db.name
+        );
+        let posted =
+            db.scalar("SELECT COUNT(*) FROM transfers WHERE kind = 'purchase' AND rc = '00'");
         assert_eq!(posted, sent as i64, "{}: and committed", db.name);
     }
 }

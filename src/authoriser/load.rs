@@ -45,7 +45,7 @@ async fn load_in_snapshot(
     add_reference_accounts(&mut state, policy, &accounts);
     add_families(&mut state, policy, &db.families_since(conn, 0).await?);
     add_purse_accounts(&mut state, policy, &accounts);
-    for (account, balance) in db.balances(conn).await? {
+    for (account, balance) in db.balances_from_checkpoint(conn).await? {
         if let Some((wallet, purse)) = state.purse_accounts.get(&account).copied() {
             state.wallets[wallet as usize].balance_minor[purse.index()] = balance;
         }

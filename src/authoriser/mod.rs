@@ -9,6 +9,8 @@ mod replay;
 mod reversal;
 pub mod state;
 mod sync;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -71,6 +73,7 @@ pub struct AuthoriserConfig {
     pub queue_depth_max: usize,
     pub batch_size_max: usize,
     pub sync_interval: Duration,
+    pub checkpoint_interval: Duration,
 }
 
 /// Loads the state and starts the authoriser task. The returned join handle finishes
@@ -114,6 +117,8 @@ impl Authoriser {
     async fn run(mut self, config: AuthoriserConfig) {
         let mut jobs = Vec::with_capacity(config.batch_size_max);
         let mut sync_tick = tokio::time::interval(config.sync_interval);
+        let mut checkpoint_tick = tokio::time::interval(config.checkpoint_interval);
+        checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -124,6 +129,7 @@ impl Authoriser {
                     }
                     self.process(&mut jobs).await;
                 }
+                _ = checkpoint_tick.tick() => self.checkpoint().await,
                 _ = sync_tick.tick() => {
                     self.sync_or_rebuild().await;
                     // Holds expire even when no traffic comes.
@@ -131,10 +137,22 @@ impl Authoriser {
                 }
             }
         }
+        // A clean stop leaves a checkpoint, so the next start reads almost nothing.
+        self.checkpoint().await;
         tracing::info!("authoriser stopped: queue closed and drained");
     }
 
+    /// Between batches, so it never interleaves with a commit of ours.
+    async fn checkpoint(&mut self) {
+        match self.db.write_checkpoint(TimestampMs::now().0).await {
+            Ok(Some(batch_seq)) => tracing::info!(batch_seq, "balances checkpointed"),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "checkpoint failed; will retry"),
+        }
+    }
+
     async fn process(&mut self, jobs: &mut Vec<Job>) {
+        crate::admin::metrics::authoriser_queue_depth(self.rx.len());
         if self.stale {
             self.sync_or_rebuild().await;
         }
@@ -153,7 +171,11 @@ impl Authoriser {
             replies.push((job.reply, response));
         }
         if !self.batch.is_empty() {
-            if let Err(err) = self.writer.commit(&self.batch, now.0).await {
+            let started = std::time::Instant::now();
+            let committed = self.writer.commit(&self.batch, now.0).await;
+            let rows = self.batch.transfers.len();
+            crate::admin::metrics::ledger_commit(started.elapsed(), rows, committed.is_ok());
+            if let Err(err) = committed {
                 tracing::error!(error = %err, rows = self.batch.transfers.len(), "ledger commit failed: batch answered 91");
                 self.health.ledger_writable.store(false, Ordering::Relaxed);
                 self.stale = true;

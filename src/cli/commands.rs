@@ -70,10 +70,11 @@ async fn serve(config: Config, echo: bool) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     crate::server::cancel_on_signal(shutdown.clone());
     crate::server::run(config, echo, shutdown, |bound| {
-        for (name, addr) in bound {
-            // A stable line scripts and tests read to find the port.
+        // Stable lines scripts and tests read to find the ports.
+        for (name, addr) in &bound.listeners {
             println!("multiguna: listener {name} on {addr}");
         }
+        println!("multiguna: admin on {}", bound.admin);
     })
     .await?;
     println!("multiguna: stopped");

@@ -9,10 +9,20 @@ use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection};
 
 use super::LedgerError;
 
-static SQLITE_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../../migrations/sqlite/0001_ledger.sql"))];
-static POSTGRES_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../../migrations/postgres/0001_ledger.sql"))];
+static SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_ledger.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_checkpoints.sql"),
+    ),
+];
+static POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_ledger.sql")),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_checkpoints.sql"),
+    ),
+];
 
 /// How long a writer waits for another process's write lock (the CLI loading a file
 /// while the switch runs) before the commit fails.

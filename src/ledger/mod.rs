@@ -6,6 +6,7 @@
 //! reads for start-up, sync, verify and reports live in [`read`].
 
 pub mod chain;
+pub mod checkpoint;
 pub mod db;
 pub mod read;
 pub mod registry;

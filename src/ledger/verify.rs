@@ -16,14 +16,15 @@ pub struct VerifyReport {
     pub transfers: u64,
     pub entries: u64,
     pub accounts: u64,
+    pub checkpoints: u64,
 }
 
 impl std::fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "ledger verified: {} batches, {} transfers, {} entries, {} accounts; chain intact, double entry holds, no purse below zero but by forced advices",
-            self.batches, self.transfers, self.entries, self.accounts
+            "ledger verified: {} batches, {} transfers, {} entries, {} accounts, {} checkpoints; chain intact, double entry holds, checkpoints match the entries, no purse below zero but by forced advices",
+            self.batches, self.transfers, self.entries, self.accounts, self.checkpoints
         )
     }
 }
@@ -34,6 +35,7 @@ pub async fn verify(db: &Db) -> Result<VerifyReport, LedgerError> {
     let mut report = VerifyReport::default();
     let mut prev_hash = GENESIS_HASH.to_string();
     let mut balances: HashMap<i64, i128> = HashMap::new();
+    let mut checkpoints = checkpoints_by_seq(db.checkpoint_rows(&mut conn).await?);
     for (expected_seq, batch) in (1..).zip(db.batches_since(&mut conn, 0).await?) {
         let broken =
             |what: String| LedgerError::Invariant(format!("batch {}: {what}", batch.batch_seq));
@@ -61,10 +63,19 @@ pub async fn verify(db: &Db) -> Result<VerifyReport, LedgerError> {
         for e in &readback.entries {
             *balances.entry(e.account_id).or_insert(0) += i128::from(e.amount_minor);
         }
+        if let Some(rows) = checkpoints.remove(&batch.batch_seq) {
+            check_checkpoint(batch.batch_seq, &rows, &balances)?;
+            report.checkpoints += 1;
+        }
         report.batches += 1;
         report.transfers += readback.transfers.len() as u64;
         report.entries += readback.entries.len() as u64;
         prev_hash = batch.hash;
+    }
+    if let Some(seq) = checkpoints.keys().next() {
+        return Err(LedgerError::Invariant(format!(
+            "checkpoint {seq} names a batch that does not exist"
+        )));
     }
     let total: i128 = balances.values().sum();
     if total != 0 {
@@ -98,4 +109,31 @@ async fn had_forced_advice(
     .fetch_one(&db.pool)
     .await?;
     Ok(row.0 > 0)
+}
+
+fn checkpoints_by_seq(
+    rows: Vec<(i64, i64, i64)>,
+) -> std::collections::BTreeMap<i64, Vec<(i64, i64)>> {
+    let mut out: std::collections::BTreeMap<i64, Vec<(i64, i64)>> = Default::default();
+    for (batch_seq, account, balance) in rows {
+        out.entry(batch_seq).or_default().push((account, balance));
+    }
+    out
+}
+
+/// The balances a checkpoint holds must be those the entries give at its batch.
+fn check_checkpoint(
+    batch_seq: i64,
+    rows: &[(i64, i64)],
+    balances: &HashMap<i64, i128>,
+) -> Result<(), LedgerError> {
+    for (account, stored) in rows {
+        let derived = balances.get(account).copied().unwrap_or(0);
+        if derived != i128::from(*stored) {
+            return Err(LedgerError::Invariant(format!(
+                "checkpoint at batch {batch_seq}: account {account} holds {stored}, the entries give {derived}"
+            )));
+        }
+    }
+    Ok(())
 }

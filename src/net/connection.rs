@@ -5,11 +5,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{SinkExt, StreamExt};
+use metrics::SharedString;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -17,11 +18,39 @@ use tokio_util::sync::CancellationToken;
 
 use super::framing::FrameCodec;
 use super::listener::NetContext;
+use crate::admin::metrics::{
+    mti_label, FRAMES_REJECTED_TOTAL, MESSAGES_DROPPED_TOTAL, REQUESTS_TOTAL,
+    REQUEST_DURATION_SECONDS,
+};
 use crate::config::ListenerConfig;
 use crate::domain::response::{Response, ResponseCode};
 use crate::edge::{self, Inbound};
 
-type PendingReply = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+type PendingReply = Pin<Box<dyn Future<Output = Outgoing> + Send>>;
+
+/// A response on its way out, and what its metrics need once it is written.
+struct Outgoing {
+    bytes: Bytes,
+    timing: RequestTiming,
+}
+
+/// When a request's frame was read, and its labels: bounded sets only, never card data.
+struct RequestTiming {
+    started: Instant,
+    channel: SharedString,
+    mti: &'static str,
+    rc: &'static str,
+}
+
+impl RequestTiming {
+    /// Called once the response is written: that is when the peer can have it.
+    fn record(self) {
+        metrics::histogram!(REQUEST_DURATION_SECONDS, "channel" => self.channel.clone())
+            .record(self.started.elapsed().as_secs_f64());
+        metrics::counter!(REQUESTS_TOTAL, "channel" => self.channel, "mti" => self.mti, "rc" => self.rc)
+            .increment(1);
+    }
+}
 
 pub async fn run(
     stream: TcpStream,
@@ -51,16 +80,18 @@ pub async fn run(
             Ok(None) => break,
             Ok(Some(Err(err))) => {
                 // An invalid frame ends this connection, not any other.
+                metrics::counter!(FRAMES_REJECTED_TOTAL, "reason" => err.reason()).increment(1);
                 tracing::warn!(listener = %config.name, reason = err.reason(), error = %err, "frame rejected: connection closed");
                 break;
             }
             Ok(Some(Ok(frame))) => frame,
         };
+        let started = Instant::now();
         // Bounded in-flight requests per connection: past the bound, stop reading.
         let Ok(permit) = Arc::clone(&inflight).acquire_owned().await else {
             break;
         };
-        if let Some(pending) = handle_frame(&frame, &ctx, permit) {
+        if let Some(pending) = handle_frame(&frame, &ctx, permit, started) {
             if tx.send(pending).await.is_err() {
                 break;
             }
@@ -75,17 +106,23 @@ fn handle_frame(
     frame: &[u8],
     ctx: &NetContext,
     permit: OwnedSemaphorePermit,
+    started: Instant,
 ) -> Option<PendingReply> {
+    let mti = mti_label(frame);
     match edge::translate(frame) {
         Inbound::Request(request, skeleton) => {
             let exponent = ctx.exponent(&request.key.acquirer);
+            let channel = ctx.channel_label(request.mcc);
             let Some(authoriser) = ctx.authoriser.as_ref() else {
                 let echo = Response::declined(ResponseCode::Approved);
                 let bytes = Bytes::from(edge::encode_response(*skeleton, &echo, exponent));
-                return Some(Box::pin(async move {
-                    drop(permit);
-                    Some(bytes)
-                }));
+                let timing = RequestTiming {
+                    started,
+                    channel,
+                    mti,
+                    rc: echo.code.as_str(),
+                };
+                return Some(ready(permit, bytes, timing));
             };
             let answer = authoriser.submit(*request);
             Some(Box::pin(async move {
@@ -93,20 +130,44 @@ fn handle_frame(
                     .await
                     .unwrap_or_else(|_| Response::declined(ResponseCode::SystemMalfunction));
                 drop(permit);
-                Some(Bytes::from(edge::encode_response(
-                    *skeleton, &response, exponent,
-                )))
+                let rc = response.code.as_str();
+                let bytes = Bytes::from(edge::encode_response(*skeleton, &response, exponent));
+                Outgoing {
+                    bytes,
+                    timing: RequestTiming {
+                        started,
+                        channel,
+                        mti,
+                        rc,
+                    },
+                }
             }))
         }
-        Inbound::Reply(bytes) => Some(Box::pin(async move {
-            drop(permit);
-            Some(Bytes::from(bytes))
-        })),
+        Inbound::Reply(bytes, code) => {
+            // Answered at the edge before any channel is known.
+            let channel = SharedString::const_str("none");
+            let timing = RequestTiming {
+                started,
+                channel,
+                mti,
+                rc: code.as_str(),
+            };
+            Some(ready(permit, Bytes::from(bytes), timing))
+        }
         Inbound::Drop(reason) => {
+            metrics::counter!(MESSAGES_DROPPED_TOTAL, "reason" => reason).increment(1);
             tracing::debug!(reason, "message dropped");
             None
         }
     }
+}
+
+/// A response that needs nothing more before it is written.
+fn ready(permit: OwnedSemaphorePermit, bytes: Bytes, timing: RequestTiming) -> PendingReply {
+    Box::pin(async move {
+        drop(permit);
+        Outgoing { bytes, timing }
+    })
 }
 
 async fn write_loop(
@@ -122,12 +183,14 @@ async fn write_loop(
                 None => open = false,
             },
             Some(reply) = pending.next(), if !pending.is_empty() => {
-                if let Some(bytes) = reply {
-                    if let Err(err) = sink.send(bytes).await {
-                        tracing::debug!(error = %err, "peer gone: responses dropped");
-                        break;
-                    }
+                if let Err(err) = sink.send(reply.bytes).await {
+                    // This response and the ones still being decided have no one to go to.
+                    let lost = 1 + pending.len() as u64;
+                    metrics::counter!(MESSAGES_DROPPED_TOTAL, "reason" => "peer_gone").increment(lost);
+                    tracing::debug!(error = %err, "peer gone: responses dropped");
+                    break;
                 }
+                reply.timing.record();
             }
             else => break,
         }

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::connection;
+use crate::admin::metrics::{CONNECTIONS, CONNECTIONS_REFUSED_TOTAL};
 use crate::authoriser::AuthoriserHandle;
 use crate::config::ListenerConfig;
 use crate::policy::Policy;
@@ -29,6 +30,21 @@ impl NetContext {
             .get(acquirer)
             .map_or(0, |a| a.amount_exponent)
     }
+
+    /// The `channel` label of a request: the channel its MCC selects (the first
+    /// programme that has it), `other` for an MCC no channel takes, `none` without one.
+    pub fn channel_label(&self, mcc: Option<u16>) -> metrics::SharedString {
+        let Some(mcc) = mcc else {
+            return metrics::SharedString::const_str("none");
+        };
+        self.policy
+            .programmes
+            .iter()
+            .find_map(|p| p.channel_for_mcc(mcc))
+            .map_or(metrics::SharedString::const_str("other"), |(_, c)| {
+                c.name.clone().into()
+            })
+    }
 }
 
 pub async fn serve_listener(
@@ -39,6 +55,11 @@ pub async fn serve_listener(
     tracker: TaskTracker,
 ) {
     let slots = Arc::new(Semaphore::new(config.connections_max));
+    let connections = metrics::gauge!(CONNECTIONS, "listener" => config.name.clone());
+    let refused = metrics::counter!(CONNECTIONS_REFUSED_TOTAL, "listener" => config.name.clone());
+    // Shown at zero from the start, so the dashboard lists every listener.
+    connections.set(0.0);
+    refused.absolute(0);
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -54,15 +75,19 @@ pub async fn serve_listener(
             }
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            refused.increment(1);
             tracing::warn!(listener = %config.name, %peer, limit = config.connections_max, "connection limit reached: closed");
             continue;
         };
         let _ = stream.set_nodelay(true);
         let (config, ctx, shutdown) = (Arc::clone(&config), Arc::clone(&ctx), shutdown.clone());
+        let connections = connections.clone();
         tracker.spawn(async move {
+            connections.increment(1.0);
             tracing::debug!(listener = %config.name, %peer, "connection opened");
             connection::run(stream, &config, ctx, shutdown).await;
             tracing::debug!(listener = %config.name, %peer, "connection closed");
+            connections.decrement(1.0);
             drop(slot);
         });
     }

@@ -117,6 +117,7 @@ impl TestDb {
         vec![
             ("MULTIGUNA__DATABASE__URL".into(), self.url.clone()),
             ("MULTIGUNA__LISTENERS__0__BIND".into(), "127.0.0.1:0".into()),
+            ("MULTIGUNA__ADMIN__BIND".into(), "127.0.0.1:0".into()),
             ("MULTIGUNA__SWITCH__SYNC_INTERVAL_MS".into(), "200".into()),
             ("MULTIGUNA_LOG".into(), "info,sqlx=warn".into()),
         ]
@@ -187,6 +188,8 @@ impl TestDb {
 pub struct Switch {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The admin HTTP port (health, metrics, API, dashboard).
+    pub admin: SocketAddr,
 }
 
 impl Switch {
@@ -210,19 +213,23 @@ impl Switch {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let deadline = Instant::now() + Duration::from_secs(60);
-        let addr = loop {
+        let (mut addr, mut admin) = (None, None);
+        while addr.is_none() || admin.is_none() {
             assert!(Instant::now() < deadline, "switch did not start");
             let line = lines
                 .next()
                 .expect("switch exited before listening")
                 .expect("read");
             if let Some(rest) = line.strip_prefix("multiguna: listener iso on ") {
-                break rest.trim().parse().expect("address");
+                addr = Some(rest.trim().parse().expect("address"));
+            } else if let Some(rest) = line.strip_prefix("multiguna: admin on ") {
+                admin = Some(rest.trim().parse().expect("admin address"));
             }
-        };
+        }
+        let (addr, admin) = (addr.expect("listener"), admin.expect("admin"));
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines.by_ref() {});
-        Switch { child, addr }
+        Switch { child, addr, admin }
     }
 
     pub fn kill9(mut self) {
