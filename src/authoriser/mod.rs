@@ -8,6 +8,7 @@ mod load;
 mod replay;
 mod reversal;
 pub mod state;
+pub mod synthetic;
 mod sync;
 #[cfg(test)]
 mod tests;
