@@ -207,11 +207,28 @@ impl Config {
                 apply_override(&mut value, path, &raw)?;
             }
         }
-        let config: Config = value
+        let mut config: Config = value
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Toml(e.message().to_string()))?;
+        config.resolve_secrets()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Keys may be given as `file:/path` (a key file, e.g. mounted by the secret store) or
+    /// `env:NAME`; the value read replaces the reference. Errors name the setting, never
+    /// the value.
+    fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        resolve_secret(
+            "security.pin_verification_key",
+            &mut self.security.pin_verification_key,
+        )?;
+        resolve_secret("admin.token", &mut self.admin.token)?;
+        for acquirer in &mut self.acquirers {
+            let name = format!("acquirers.{}.zone_pin_key", acquirer.id);
+            resolve_secret(&name, &mut acquirer.zone_pin_key)?;
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -288,6 +305,22 @@ fn apply_override(root: &mut toml::Value, path: &str, raw: &str) -> Result<(), C
             .entry(part.clone())
             .or_insert_with(|| toml::Value::Table(Default::default()));
     }
+    Ok(())
+}
+
+fn resolve_secret(name: &str, value: &mut String) -> Result<(), ConfigError> {
+    let resolved = if let Some(path) = value.strip_prefix("file:") {
+        std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::Invalid(format!("{name}: cannot read key file {path}: {e}"))
+        })?
+    } else if let Some(var) = value.strip_prefix("env:") {
+        std::env::var(var).map_err(|_| {
+            ConfigError::Invalid(format!("{name}: environment variable {var} is not set"))
+        })?
+    } else {
+        return Ok(());
+    };
+    *value = resolved.trim().to_string();
     Ok(())
 }
 
@@ -393,6 +426,30 @@ mod tests {
         assert_eq!(config.database.url, "postgres://x/y");
         assert_eq!(config.authoriser.batch_size_max, 64);
         assert_eq!(config.listeners[0].bind, "127.0.0.1:0");
+    }
+
+    #[test]
+    fn keys_come_from_files_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pvk");
+        std::fs::write(&path, "00112233445566778899AABBCCDDEEFF\n").unwrap();
+        let env = vec![
+            (
+                "MULTIGUNA__SECURITY__PIN_VERIFICATION_KEY".to_string(),
+                format!("file:{}", path.display()),
+            ),
+            (
+                "MULTIGUNA__ADMIN__TOKEN".to_string(),
+                "env:MULTIGUNA_TEST_TOKEN_NOT_SET".to_string(),
+            ),
+        ];
+        let err = Config::from_toml_with_env(DEFAULT_TOML, env.clone().into_iter()).unwrap_err();
+        assert!(err.to_string().contains("MULTIGUNA_TEST_TOKEN_NOT_SET"));
+        let config = Config::from_toml_with_env(DEFAULT_TOML, env.into_iter().take(1)).unwrap();
+        assert_eq!(
+            config.security.pin_verification_key,
+            "00112233445566778899AABBCCDDEEFF"
+        );
     }
 
     #[test]

@@ -94,6 +94,22 @@ impl Policy {
         })
     }
 
+    /// Says which keys are loaded by their check values (KCV), never the keys, so an
+    /// operator can compare them with the key ceremony's record.
+    pub fn log_key_check_values(&self) {
+        tracing::info!(kcv = %self.pin_verification_key.kcv(), "PIN verification key loaded");
+        for acquirer in self.acquirers.values() {
+            match acquirer.zone_pin_key.as_ref() {
+                Some(zpk) => {
+                    tracing::info!(acquirer = %acquirer.id, kcv = %zpk.kcv(), "zone PIN key loaded")
+                }
+                None => {
+                    tracing::warn!(acquirer = %acquirer.id, "no valid zone PIN key: PIN transactions on this link get 55")
+                }
+            }
+        }
+    }
+
     pub fn programme_index(&self, id: &str) -> Option<usize> {
         self.programmes.iter().position(|p| p.id == id)
     }
