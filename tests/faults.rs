@@ -83,3 +83,30 @@ fn failed_commits_answer_91_post_nothing_and_service_resumes() {
         db.cli_ok(&["ledger", "verify"]);
     }
 }
+
+#[test]
+fn a_full_queue_answers_91_at_once_and_posts_only_what_it_approved() {
+    let db = sqlite_db();
+    let cards = db.province(4);
+    let switch = Switch::start_with(&db, &[("MULTIGUNA__AUTHORISER__QUEUE_DEPTH_MAX", "1")]);
+    let codes = runtime().block_on(async {
+        let mut c = switch.client().await;
+        let total = 200;
+        for i in 0..total {
+            let spec = request(&cards[i % cards.len()], SHOP, "5411", "000000", 1_000);
+            c.send(&spec.build()).await.expect("send");
+        }
+        let mut codes = Vec::new();
+        for _ in 0..total {
+            codes.push(rc(&c.receive().await.expect("every request is answered")));
+        }
+        codes
+    });
+    let approved = codes.iter().filter(|c| *c == "00").count() as i64;
+    let overloaded = codes.iter().filter(|c| *c == "91").count();
+    assert!(overloaded > 0, "a queue of one overflows under 200 pipelined requests");
+    assert!(approved > 0, "and still approves what it takes");
+    assert_eq!(approved + overloaded as i64, 200, "nothing else: {codes:?}");
+    let posted = db.scalar("SELECT COUNT(*) FROM transfers WHERE kind = 'purchase' AND rc = '00'");
+    assert_eq!(posted, approved, "a 91 posts nothing");
+}
