@@ -19,8 +19,19 @@ use multiguna::security::pin::{encrypt_pin_block, Pin};
 
 const FAMILIES: u32 = 10_000;
 
-fn requests(config: &Config, pans: &[multiguna::domain::pan::Pan], acquirer: &str, mcc: &str, pin: bool) -> Vec<Request> {
-    let zpk = config.acquirers.iter().find(|a| a.id == acquirer).map(|a| TdesKey::from_hex(&a.zone_pin_key).unwrap()).unwrap();
+fn requests(
+    config: &Config,
+    pans: &[multiguna::domain::pan::Pan],
+    acquirer: &str,
+    mcc: &str,
+    pin: bool,
+) -> Vec<Request> {
+    let zpk = config
+        .acquirers
+        .iter()
+        .find(|a| a.id == acquirer)
+        .map(|a| TdesKey::from_hex(&a.zone_pin_key).unwrap())
+        .unwrap();
     pans.iter()
         .enumerate()
         .map(|(i, pan)| {
@@ -35,7 +46,12 @@ fn requests(config: &Config, pans: &[multiguna::domain::pan::Pan], acquirer: &st
                 acquirer: acquirer.into(),
                 rrn: Some(format!("{i:012}")),
                 terminal: "BENCH001".into(),
-                pin_block: pin.then(|| hex::encode_upper(encrypt_pin_block(pan.digits(), &Pin::new("123456").unwrap(), &zpk).unwrap())),
+                pin_block: pin.then(|| {
+                    hex::encode_upper(
+                        encrypt_pin_block(pan.digits(), &Pin::new("123456").unwrap(), &zpk)
+                            .unwrap(),
+                    )
+                }),
                 ..TxnSpec::default()
             };
             match translate(&spec.build().to_bytes()) {
@@ -64,11 +80,14 @@ fn bench(c: &mut Criterion) {
     let purchases = requests(&config, &pans, "360002", "5411", true);
     let mut core = Core::new(Arc::clone(&policy), state);
     let now = TimestampMs(1_795_400_000_000);
-    for (name, set) in [("authoriser_step_damri_no_pin", &rides), ("authoriser_step_minimarket_with_pin", &purchases)] {
+    for (name, set) in [
+        ("authoriser_step_damri_no_pin", &rides),
+        ("authoriser_step_minimarket_with_pin", &purchases),
+    ] {
         c.bench_function(name, |b| {
             let mut i = 0usize;
             b.iter_batched_ref(
-                || Batch::default(),
+                Batch::default,
                 |batch| {
                     // Fresh keys each time (a new STAN per request): the first decision, not a replay.
                     let mut request = set[i % set.len()].clone();

@@ -58,13 +58,19 @@ fn bench_backend(c: &mut Criterion, name: &str, url: &str, rt: &tokio::runtime::
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     bench_backend(c, "sqlite", &url, &rt);
     if let Ok(admin_url) = std::env::var("MULTIGUNA_TEST_DATABASE_URL") {
         let name = format!("mg_bench_{}", std::process::id());
-        let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap();
         let run = |sql: String| {
             rt.block_on(async {
                 use sqlx::Connection;

@@ -15,6 +15,7 @@ pub mod edge;
 pub mod import;
 pub mod iso8583;
 pub mod ledger;
+pub mod loadgen;
 pub mod net;
 pub mod policy;
 pub mod security;

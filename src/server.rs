@@ -37,6 +37,7 @@ pub async fn run(
     // Before any listener opens: what is recorded before the recorder exists is lost.
     let metrics = admin::metrics::recorder();
     let policy = Arc::new(Policy::from_config(&config).map_err(anyhow::Error::msg)?);
+    policy.log_key_check_values();
     let (authoriser, authoriser_join) = if echo {
         (None, None)
     } else {

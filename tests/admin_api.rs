@@ -147,6 +147,52 @@ fn healthz_is_200_and_metrics_count_the_traffic_by_channel_mti_and_rc() {
     }
 }
 
+/// A trigger that fails every ledger commit while `fault` has a row (as tests/faults.rs).
+fn install_commit_fault(db: &TestDb) {
+    db.exec(if db.is_postgres() {
+        "CREATE TABLE fault (armed INTEGER);
+         CREATE FUNCTION fault_on_commit() RETURNS trigger AS $$
+         BEGIN
+             IF EXISTS (SELECT 1 FROM fault) THEN RAISE EXCEPTION 'injected fault'; END IF;
+             RETURN NEW;
+         END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER fault_on_commit BEFORE INSERT ON ledger_batches
+             FOR EACH ROW EXECUTE FUNCTION fault_on_commit();"
+    } else {
+        "CREATE TABLE fault (armed INTEGER);
+         CREATE TRIGGER fault_on_commit BEFORE INSERT ON ledger_batches
+         WHEN (SELECT COUNT(*) FROM fault) > 0
+         BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
+    });
+}
+
+#[test]
+fn healthz_is_503_after_a_failed_commit_and_200_once_commits_work_again() {
+    for db in backends() {
+        let cards = db.province(1);
+        install_commit_fault(&db);
+        let switch = Switch::start(&db);
+        let admin = admin(&switch, &cards);
+        assert_eq!(admin.get("/healthz").status, 200, "{}", db.name);
+        db.exec("INSERT INTO fault (armed) VALUES (1)");
+        assert_eq!(withdraw_rc(&switch, &cards[0]), "91", "{}", db.name);
+        let health = admin.get("/healthz");
+        assert_eq!(health.status, 503, "{}: {}", db.name, health.body);
+        assert!(health.json()["error"].is_string());
+        let failures = metric_sum(
+            &admin.get("/metrics").body,
+            "multiguna_ledger_commit_failures_total",
+            |_| true,
+        );
+        assert!(failures >= 1.0, "{}: failures counted", db.name);
+        db.exec("DELETE FROM fault");
+        wait_until("a commit works again", || {
+            withdraw_rc(&switch, &cards[0]) == "00"
+        });
+        assert_eq!(admin.get("/healthz").status, 200, "{}", db.name);
+    }
+}
+
 /// Garbage in a well-framed message is dropped; a zero length header ends the connection.
 fn send_a_dropped_message_and_a_rejected_frame(switch: &Switch) {
     use std::io::{Read, Write};

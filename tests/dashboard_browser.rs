@@ -152,7 +152,7 @@ fn text_of(dom: &str, id: &str) -> String {
     dom[start..end].trim().to_string()
 }
 
-/// ATM withdrawals (approved) and off-multiple amounts (declined 13) until `stop`.
+/// Traffic from three channels, with declines, until `stop`.
 fn traffic(switch_addr: SocketAddr, cards: Vec<DemoCard>, stop: Arc<AtomicBool>) {
     runtime().block_on(async move {
         let mut c =
@@ -161,18 +161,25 @@ fn traffic(switch_addr: SocketAddr, cards: Vec<DemoCard>, stop: Arc<AtomicBool>)
                 .expect("connect");
         let mut n = 0usize;
         while !stop.load(Ordering::Relaxed) {
-            let card = &cards[n % cards.len()];
-            let amount = if n % 4 == 3 { 12_345 } else { 50_000 };
-            let mut spec = request(card, ATM, "6011", "010000", amount);
-            if n % 2 == 0 {
-                // Balance inquiries keep the money from running out.
-                spec = request(card, ATM, "6011", "310000", 0);
-            }
-            send(&mut c, &spec).await;
+            send(&mut c, &one_request(&cards[n % cards.len()], n)).await;
             n += 1;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
+}
+
+fn one_request(card: &DemoCard, n: usize) -> multiguna::client::TxnSpec {
+    match n % 4 {
+        0 => request(card, ATM, "6011", "310000", 0),
+        1 => request(card, SHOP, "5411", "000000", 1_000),
+        2 => {
+            let mut ride = request(card, BUS, "4111", "000000", 3_500);
+            ride.pin_block = None;
+            ride
+        }
+        // Not a multiple of Rp 50,000 at an ATM: declined 13.
+        _ => request(card, ATM, "6011", "010000", 12_345),
+    }
 }
 
 #[test]

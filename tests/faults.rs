@@ -104,7 +104,10 @@ fn a_full_queue_answers_91_at_once_and_posts_only_what_it_approved() {
     });
     let approved = codes.iter().filter(|c| *c == "00").count() as i64;
     let overloaded = codes.iter().filter(|c| *c == "91").count();
-    assert!(overloaded > 0, "a queue of one overflows under 200 pipelined requests");
+    assert!(
+        overloaded > 0,
+        "a queue of one overflows under 200 pipelined requests"
+    );
     assert!(approved > 0, "and still approves what it takes");
     assert_eq!(approved + overloaded as i64, 200, "nothing else: {codes:?}");
     let posted = db.scalar("SELECT COUNT(*) FROM transfers WHERE kind = 'purchase' AND rc = '00'");

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use crate::authoriser::{DENY_CLEARED, DENY_NEGATIVE};
 use crate::policy::CardStatus;
 
 /// One row of `card_events`.
@@ -25,6 +26,8 @@ pub struct EventRow {
 pub struct CardFlags {
     pub status: CardStatus,
     pub pin_locked: bool,
+    /// A purse of the family is below zero after a forced advice.
+    pub purse_negative: bool,
 }
 
 impl Default for CardFlags {
@@ -32,6 +35,7 @@ impl Default for CardFlags {
         CardFlags {
             status: CardStatus::Active,
             pin_locked: false,
+            purse_negative: false,
         }
     }
 }
@@ -43,6 +47,8 @@ impl CardFlags {
         match event {
             "pin_locked" => self.pin_locked = true,
             "pin_unlock" => self.pin_locked = false,
+            DENY_NEGATIVE => self.purse_negative = true,
+            DENY_CLEARED => self.purse_negative = false,
             "unblock" => self.status = CardStatus::Active,
             other => {
                 if let Some(status) = CardStatus::from_name(other) {
@@ -53,7 +59,7 @@ impl CardFlags {
     }
 
     pub fn denied(self) -> bool {
-        self.status != CardStatus::Active || self.pin_locked
+        self.status != CardStatus::Active || self.pin_locked || self.purse_negative
     }
 }
 

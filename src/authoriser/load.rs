@@ -122,6 +122,7 @@ pub(super) fn add_families(state: &mut State, policy: &Policy, families: &[Famil
             accounts: [0; Purse::COUNT],
             balance_minor: [0; Purse::COUNT],
             held_minor: [0; Purse::COUNT],
+            cards: Vec::new(),
         });
         state.wallet_index.insert(family_id, idx);
     }
@@ -154,6 +155,7 @@ pub(super) fn add_cards(state: &mut State, cards: &[CardRow]) {
             continue;
         }
         let idx = state.cards.len() as u32;
+        state.wallets[wallet as usize].cards.push(idx);
         state.cards.push(Card {
             wallet,
             card_sha: card_sha.clone(),

@@ -8,8 +8,8 @@ mod load;
 mod replay;
 mod reversal;
 pub mod state;
-pub mod synthetic;
 mod sync;
+pub mod synthetic;
 #[cfg(test)]
 mod tests;
 
@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 pub use self::core::Core;
+pub use self::reversal::{DENY_CLEARED, DENY_NEGATIVE};
 pub use self::state::State;
 use crate::domain::request::Request;
 use crate::domain::response::{Response, ResponseCode};

@@ -24,6 +24,8 @@ pub struct Wallet {
     pub balance_minor: [i64; Purse::COUNT],
     /// Amount reserved by open holds per purse.
     pub held_minor: [i64; Purse::COUNT],
+    /// The family's cards, for deny-list events.
+    pub cards: Vec<CardIdx>,
 }
 
 impl Wallet {

@@ -11,8 +11,17 @@ use crate::security::pin::{ibm3624_offset, Pin};
 
 /// Every family gets `cards_per_family` cards with the same PIN and `balance_minor`
 /// in every purse. Account ids are dense: purse accounts from 1, then acquirers.
-pub fn state(policy: &Policy, families: u32, cards_per_family: u32, pin: &str, balance_minor: i64) -> (State, Vec<Pan>) {
-    let mut state = State { funding_accounts: vec![0; policy.programmes.len()], ..State::default() };
+pub fn state(
+    policy: &Policy,
+    families: u32,
+    cards_per_family: u32,
+    pin: &str,
+    balance_minor: i64,
+) -> (State, Vec<Pan>) {
+    let mut state = State {
+        funding_accounts: vec![0; policy.programmes.len()],
+        ..State::default()
+    };
     let mut next_account = 1i64;
     let mut pans = Vec::new();
     for f in 0..families {
@@ -29,6 +38,7 @@ pub fn state(policy: &Policy, families: u32, cards_per_family: u32, pin: &str, b
             accounts,
             balance_minor: [balance_minor; Purse::COUNT],
             held_minor: [0; Purse::COUNT],
+            cards: Vec::new(),
         });
         for c in 0..cards_per_family {
             let pan = synthetic_pan(u64::from(f) * u64::from(cards_per_family) + u64::from(c));
@@ -37,7 +47,9 @@ pub fn state(policy: &Policy, families: u32, cards_per_family: u32, pin: &str, b
         }
     }
     for acquirer in policy.acquirers.keys() {
-        state.acquirer_accounts.insert((0, acquirer.clone()), next_account);
+        state
+            .acquirer_accounts
+            .insert((0, acquirer.clone()), next_account);
         next_account += 1;
     }
     (state, pans)
@@ -45,7 +57,7 @@ pub fn state(policy: &Policy, families: u32, cards_per_family: u32, pin: &str, b
 
 fn synthetic_pan(n: u64) -> Pan {
     let body = format!("603456{n:09}");
-    Pan::parse(&format!("{body}{}", luhn_check_digit(&body))).unwrap_or_else(|| unreachable_pan())
+    Pan::parse(&format!("{body}{}", luhn_check_digit(&body))).unwrap_or_else(unreachable_pan)
 }
 
 fn unreachable_pan() -> Pan {
@@ -56,10 +68,19 @@ fn unreachable_pan() -> Pan {
 fn add_card(state: &mut State, policy: &Policy, wallet: u32, pan: &Pan, pin: &str) {
     let pin_offset = Pin::new(pin)
         .ok()
-        .and_then(|p| ibm3624_offset(pan.digits(), &p, &policy.pin_verification_key, &policy.decimalisation).ok())
+        .and_then(|p| {
+            ibm3624_offset(
+                pan.digits(),
+                &p,
+                &policy.pin_verification_key,
+                &policy.decimalisation,
+            )
+            .ok()
+        })
         .unwrap_or_default();
     let card_sha: Arc<str> = Arc::from(pan.sha256_hex().as_str());
     let idx = state.cards.len() as u32;
+    state.wallets[wallet as usize].cards.push(idx);
     state.card_index.insert(card_sha.clone(), idx);
     state.cards.push(Card {
         wallet,

@@ -196,6 +196,7 @@ fn sut() -> Sut {
             accounts,
             balance_minor,
             held_minor: [0; 5],
+            cards: vec![f as u32],
         });
         let body = format!("60345600000{f:04}");
         let pan = Pan::parse(&format!("{body}{}", luhn_check_digit(&body))).unwrap();

@@ -63,7 +63,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Send(args) => send(&config, args).await,
+        Command::Loadgen(args) => crate::loadgen::run(&config, args).await,
+        Command::Province {
+            families,
+            seed,
+            out,
+        } => province(&config, families, seed, &out),
     }
+}
+
+/// `multiguna province`: the demo's synthetic province as files, for the CLI imports.
+fn province(
+    config: &Config,
+    families: u32,
+    seed: u64,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    if families == 0 {
+        bail!("--families must be at least 1");
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("{}", out.display()))?;
+    let cards = crate::demo::write_province(config, out, families, seed)?;
+    println!(
+        "province: {families} families, {} cards (seed {seed}) in {}",
+        cards.len(),
+        out.display()
+    );
+    Ok(())
 }
 
 async fn serve(config: Config, echo: bool) -> anyhow::Result<()> {

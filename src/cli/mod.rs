@@ -77,6 +77,21 @@ pub enum Command {
     },
     /// Send one transaction to a running switch and print the answer.
     Send(commands::SendArgs),
+    /// Load generator for benchmarks and soak tests (loopback targets only).
+    Loadgen(crate::loadgen::LoadgenArgs),
+    /// Write a synthetic province (beneficiaries.csv, providers.csv, disbursements.csv),
+    /// the one `multiguna demo` builds, for imports and `multiguna loadgen`.
+    Province {
+        /// Families (two cards each).
+        #[arg(long, default_value_t = 10_000)]
+        families: u32,
+        /// Same seed, same cards and PINs (`multiguna loadgen --seed`).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Folder to write the three files into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]

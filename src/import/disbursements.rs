@@ -118,6 +118,7 @@ pub async fn disburse(
             }
             Some(_) => summary.unchanged += 1,
             None => {
+                cleared_cards(db, purse_account, line, &mut batch).await?;
                 batch.push(
                     transfer(line, programme_id, calendar, now),
                     &[
@@ -168,4 +169,36 @@ fn transfer(
         at_ms: now.0,
         ..TransferRow::default()
     }
+}
+
+/// A disbursement that brings a purse from below zero back to zero or more takes the
+/// family's cards off the validators' deny list (written with the same batch).
+async fn cleared_cards(
+    db: &Db,
+    purse_account: i64,
+    line: &Line,
+    batch: &mut Batch,
+) -> Result<(), ImportError> {
+    let (balance,): (i64,) = sqlx::query_as(&db.sql(
+        "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM entries WHERE account_id = ?",
+    ))
+    .bind(purse_account)
+    .fetch_one(&db.pool)
+    .await
+    .map_err(crate::ledger::LedgerError::from)?;
+    if balance >= 0 || balance + line.amount_minor < 0 {
+        return Ok(());
+    }
+    let cards: Vec<(String,)> =
+        sqlx::query_as(&db.sql("SELECT card_sha FROM cards WHERE family_id = ?"))
+            .bind(line.family_id.clone())
+            .fetch_all(&db.pool)
+            .await
+            .map_err(crate::ledger::LedgerError::from)?;
+    for (card_sha,) in cards {
+        batch
+            .card_events
+            .push((card_sha, crate::authoriser::DENY_CLEARED.to_string()));
+    }
+    Ok(())
 }

@@ -23,8 +23,10 @@ use crate::admin::metrics::{
     REQUEST_DURATION_SECONDS,
 };
 use crate::config::ListenerConfig;
+use crate::domain::request::Request;
 use crate::domain::response::{Response, ResponseCode};
 use crate::edge::{self, Inbound};
+use crate::iso8583::MessageBuilder;
 
 type PendingReply = Pin<Box<dyn Future<Output = Outgoing> + Send>>;
 
@@ -111,44 +113,20 @@ fn handle_frame(
     let mti = mti_label(frame);
     match edge::translate(frame) {
         Inbound::Request(request, skeleton) => {
-            let exponent = ctx.exponent(&request.key.acquirer);
             let channel = ctx.channel_label(request.mcc);
-            let Some(authoriser) = ctx.authoriser.as_ref() else {
-                let echo = Response::declined(ResponseCode::Approved);
-                let bytes = Bytes::from(edge::encode_response(*skeleton, &echo, exponent));
-                let timing = RequestTiming {
-                    started,
-                    channel,
-                    mti,
-                    rc: echo.code.as_str(),
-                };
-                return Some(ready(permit, bytes, timing));
+            let timing = move |rc| RequestTiming {
+                started,
+                channel,
+                mti,
+                rc,
             };
-            let answer = authoriser.submit(*request);
-            Some(Box::pin(async move {
-                let response = answer
-                    .await
-                    .unwrap_or_else(|_| Response::declined(ResponseCode::SystemMalfunction));
-                drop(permit);
-                let rc = response.code.as_str();
-                let bytes = Bytes::from(edge::encode_response(*skeleton, &response, exponent));
-                Outgoing {
-                    bytes,
-                    timing: RequestTiming {
-                        started,
-                        channel,
-                        mti,
-                        rc,
-                    },
-                }
-            }))
+            Some(decide(request, skeleton, ctx, permit, timing))
         }
         Inbound::Reply(bytes, code) => {
             // Answered at the edge before any channel is known.
-            let channel = SharedString::const_str("none");
             let timing = RequestTiming {
                 started,
-                channel,
+                channel: SharedString::const_str("none"),
                 mti,
                 rc: code.as_str(),
             };
@@ -160,6 +138,34 @@ fn handle_frame(
             None
         }
     }
+}
+
+/// The authoriser's answer, or the echo baseline's 00, encoded for the link.
+fn decide(
+    request: Box<Request>,
+    skeleton: Box<MessageBuilder>,
+    ctx: &NetContext,
+    permit: OwnedSemaphorePermit,
+    timing: impl FnOnce(&'static str) -> RequestTiming + Send + 'static,
+) -> PendingReply {
+    let exponent = ctx.exponent(&request.key.acquirer);
+    let Some(authoriser) = ctx.authoriser.as_ref() else {
+        let echo = Response::declined(ResponseCode::Approved);
+        let bytes = Bytes::from(edge::encode_response(*skeleton, &echo, exponent));
+        return ready(permit, bytes, timing(echo.code.as_str()));
+    };
+    let answer = authoriser.submit(*request);
+    Box::pin(async move {
+        let response = answer
+            .await
+            .unwrap_or_else(|_| Response::declined(ResponseCode::SystemMalfunction));
+        drop(permit);
+        let bytes = Bytes::from(edge::encode_response(*skeleton, &response, exponent));
+        Outgoing {
+            bytes,
+            timing: timing(response.code.as_str()),
+        }
+    })
 }
 
 /// A response that needs nothing more before it is written.
