@@ -174,7 +174,7 @@ impl Authoriser {
         }
         if !self.batch.is_empty() {
             let started = std::time::Instant::now();
-            let committed = self.writer.commit(&self.batch, now.0).await;
+            let committed = self.writer.commit(&mut self.batch, now.0).await;
             let rows = self.batch.transfers.len();
             crate::admin::metrics::ledger_commit(started.elapsed(), rows, committed.is_ok());
             if let Err(err) = committed {

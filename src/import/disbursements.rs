@@ -132,7 +132,7 @@ pub async fn disburse(
     }
     if !batch.is_empty() {
         LedgerWriter::new(db.clone(), source)
-            .commit(&batch, now.0)
+            .commit(&mut batch, now.0)
             .await?;
     }
     Ok(summary)

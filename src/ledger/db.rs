@@ -69,6 +69,20 @@ impl Db {
         Ok(Db { pool, backend, url })
     }
 
+    /// The SQLite database file, when that is the backend.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        let path = self
+            .url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
+        Some(std::path::PathBuf::from(
+            path.split('?').next().unwrap_or(path),
+        ))
+    }
+
     /// A dedicated connection, set up like the pool's, for the single ledger writer.
     pub async fn open_connection(&self) -> Result<AnyConnection, LedgerError> {
         let options = AnyConnectOptions::from_str(&self.url)?;

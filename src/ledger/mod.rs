@@ -12,6 +12,7 @@ pub mod read;
 pub mod registry;
 pub mod rows;
 pub mod settlement;
+pub mod sqlite_writer;
 pub mod verify;
 pub mod writer;
 
@@ -29,4 +30,6 @@ pub enum LedgerError {
     Folder(String, std::io::Error),
     #[error("ledger invariant broken: {0}")]
     Invariant(String),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
 }

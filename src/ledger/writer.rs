@@ -6,6 +6,7 @@ use sqlx::AnyConnection;
 use super::chain::{batch_hash, GENESIS_HASH};
 use super::db::{Backend, Db};
 use super::rows::{Batch, EntryRow, TransferRow};
+use super::sqlite_writer::SqliteWriter;
 use super::LedgerError;
 
 const TRANSFER_COLUMNS: &str = "batch_seq, idx, kind, mti, rc, approval, acquirer, terminal, stan, \
@@ -31,23 +32,45 @@ pub struct LedgerWriter {
     db: Db,
     conn: Option<AnyConnection>,
     source: &'static str,
+    /// SQLite goes through its own thread (sqlite_writer.rs); PostgreSQL through sqlx.
+    sqlite: Option<SqliteWriter>,
 }
 
 impl LedgerWriter {
     /// `source` is written on every batch: `switch` for the running switch, `cli` for
     /// commands, so the switch knows which batches it must pick up from others.
     pub fn new(db: Db, source: &'static str) -> LedgerWriter {
+        let sqlite = db.sqlite_path().map(SqliteWriter::start);
         LedgerWriter {
             db,
             conn: None,
             source,
+            sqlite,
+        }
+    }
+
+    /// Through sqlx for every backend, SQLite included: the baseline the SQLite writer
+    /// thread is measured against (benches/ledger.rs).
+    pub fn through_sqlx(db: Db, source: &'static str) -> LedgerWriter {
+        LedgerWriter {
+            db,
+            conn: None,
+            source,
+            sqlite: None,
         }
     }
 
     /// Appends `batch` durably or not at all. On error the connection is dropped, so the
     /// next commit starts from a fresh one (the database may have restarted).
-    pub async fn commit(&mut self, batch: &Batch, now_ms: i64) -> Result<Committed, LedgerError> {
+    pub async fn commit(
+        &mut self,
+        batch: &mut Batch,
+        now_ms: i64,
+    ) -> Result<Committed, LedgerError> {
         batch.check_balanced().map_err(LedgerError::Invariant)?;
+        if let Some(sqlite) = self.sqlite.as_ref() {
+            return sqlite.commit(batch, self.source, now_ms).await;
+        }
         if self.conn.is_none() {
             self.conn = Some(self.db.open_connection().await?);
         }
