@@ -141,3 +141,64 @@ fn sigterm_answers_what_is_in_flight_commits_and_exits_0() {
         assert_eq!(posted, sent as i64, "{}: and committed", db.name);
     }
 }
+
+#[test]
+fn clients_that_vanish_with_requests_in_flight_leave_the_ledger_consistent() {
+    let db = sqlite_db();
+    let cards = db.province(4);
+    let switch = Switch::start(&db);
+    runtime().block_on(async {
+        for round in 0..5 {
+            let mut c = switch.client().await;
+            for i in 0..50 {
+                let spec = request(
+                    &cards[(round + i) % cards.len()],
+                    SHOP,
+                    "5411",
+                    "000000",
+                    1_000,
+                );
+                c.send(&spec.build()).await.expect("send");
+            }
+            drop(c); // gone before any answer is read
+        }
+        let mut c = switch.client().await;
+        assert_eq!(
+            rc(&send(&mut c, &request(&cards[0], ATM, "6011", "310000", 0)).await),
+            "00"
+        );
+    });
+    drop(switch);
+    let posted = db.scalar("SELECT COUNT(*) FROM transfers WHERE kind = 'purchase' AND rc = '00'");
+    assert!(posted <= 250, "nothing posted twice: {posted}");
+    db.cli_ok(&["ledger", "verify"]);
+}
+
+#[test]
+fn hundreds_of_idle_connections_do_not_slow_an_active_one() {
+    let db = sqlite_db();
+    let cards = db.province(1);
+    let switch = Switch::start(&db);
+    runtime().block_on(async {
+        let mut idle = Vec::new();
+        for _ in 0..500 {
+            idle.push(
+                tokio::net::TcpStream::connect(switch.addr)
+                    .await
+                    .expect("idle connection"),
+            );
+        }
+        let mut c = switch.client().await;
+        for _ in 0..20 {
+            let answer = tokio::time::timeout(
+                // A liveness bound, not a speed figure: speed is for benches/.
+                Duration::from_secs(10),
+                send(&mut c, &request(&cards[0], ATM, "6011", "310000", 0)),
+            )
+            .await
+            .expect("answered promptly with 500 idle connections open");
+            assert_eq!(rc(&answer), "00");
+        }
+        drop(idle);
+    });
+}

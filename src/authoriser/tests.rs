@@ -302,7 +302,8 @@ fn f90(spec: &TxnSpec) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+    // PROPTEST_CASES raises the budget for long runs (benches/fuzz.sh).
+    #![proptest_config(ProptestConfig::with_cases(std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)))]
 
     #[test]
     fn authoriser_agrees_with_the_reference_model(ops in proptest::collection::vec(op(), 1..60)) {

@@ -29,6 +29,13 @@ impl FrameError {
             FrameError::Io(_) => "io",
         }
     }
+
+    /// A TLS peer that closes its socket without `close_notify`: rustls reports that as
+    /// `UnexpectedEof` where plain TCP gives a clean end of stream. Many terminals and
+    /// hosts close that way; it is a departure, not a bad frame.
+    pub fn is_peer_gone(&self) -> bool {
+        matches!(self, FrameError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +162,30 @@ mod tests {
             decode_all(&mut ascii, b"0002hi").unwrap(),
             vec![Bytes::from_static(b"hi")]
         );
+    }
+
+    proptest::proptest! {
+        /// Any byte stream, cut anywhere: the decoder never panics, never yields a
+        /// frame over `max_frame`, and stops at the first bad header.
+        #[test]
+        fn arbitrary_streams_never_panic(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..64), 0..32),
+            ascii in proptest::bool::ANY,
+        ) {
+            let framing = if ascii { Framing::Len4Ascii } else { Framing::Len2 };
+            let mut codec = FrameCodec::new(framing, 64);
+            let mut buf = BytesMut::new();
+            'stream: for chunk in chunks {
+                buf.extend_from_slice(&chunk);
+                loop {
+                    match codec.decode(&mut buf) {
+                        Ok(Some(frame)) => proptest::prop_assert!(!frame.is_empty() && frame.len() <= 64),
+                        Ok(None) => break,
+                        Err(_) => break 'stream,
+                    }
+                }
+            }
+        }
     }
 
     #[test]
