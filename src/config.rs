@@ -77,6 +77,10 @@ pub struct AuthoriserConfig {
 pub struct AdminConfig {
     pub bind: String,
     pub token: String,
+    /// HTTPS on the admin port when set; plain HTTP otherwise (the default, bound to
+    /// loopback).
+    #[serde(default)]
+    pub tls: Option<TlsIdentityConfig>,
 }
 
 impl std::fmt::Debug for AdminConfig {
@@ -84,6 +88,7 @@ impl std::fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("bind", &self.bind)
             .field("token", &"<redacted>")
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -123,6 +128,61 @@ pub struct ListenerConfig {
     pub connections_max: usize,
     pub idle_timeout_s: u64,
     pub inflight_per_connection_max: usize,
+    /// TLS on this listener when set; plain TCP otherwise (the default).
+    #[serde(default)]
+    pub tls: Option<ListenerTlsConfig>,
+}
+
+/// The server's certificate chain and private key, both PEM. `key` is a file path, or
+/// `file:PATH` / `env:NAME` as for the other secrets (`env:` holds the PEM text itself).
+/// `Debug` shows only where the key comes from, which is what the field holds.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsIdentityConfig {
+    pub cert: PathBuf,
+    pub key: String,
+}
+
+/// `[listeners.tls]`: the identity, and for mutual TLS the CA that signs the acquirer
+/// links' client certificates and which acquirer each certificate speaks for.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListenerTlsConfig {
+    /// `cert` and `key`, as for the admin port.
+    #[serde(flatten)]
+    pub identity: TlsIdentityConfig,
+    /// When set, every client must present a certificate signed by this CA (PEM).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Client certificate subject CN -> the one acquirer id (F32) that link may send.
+    #[serde(default, deserialize_with = "acquirer_ids")]
+    pub acquirers: BTreeMap<String, String>,
+    /// A peer that has not finished its handshake by then is closed.
+    #[serde(default = "default_handshake_timeout_s")]
+    pub handshake_timeout_s: u64,
+}
+
+fn default_handshake_timeout_s() -> u64 {
+    10
+}
+
+/// Acquirer ids are digit strings; an environment override such as
+/// `MULTIGUNA__LISTENERS__0__TLS__ACQUIRERS__ATM-BERSAMA=360001` arrives as a number.
+fn acquirer_ids<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(u64),
+    }
+    let raw = BTreeMap::<String, Id>::deserialize(deserializer)?;
+    Ok(raw
+        .into_iter()
+        .map(|(cn, id)| match id {
+            Id::Text(text) => (cn, text),
+            Id::Number(n) => (cn, n.to_string()),
+        })
+        .collect())
 }
 
 #[derive(Clone, Deserialize)]
@@ -255,11 +315,43 @@ impl Config {
                 )));
             }
         }
+        for listener in &self.listeners {
+            if let Some(tls) = &listener.tls {
+                self.validate_listener_tls(&listener.name, tls)?;
+            }
+        }
         for programme in &self.programmes {
             for channel in &programme.channels {
                 channel.compile().map_err(|e| {
                     ConfigError::Invalid(format!("programme {}: {e}", programme.id))
                 })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Mutual TLS and the CN map go together: a map without client certificates would
+    /// bind nothing, and client certificates without a map would admit no one.
+    fn validate_listener_tls(
+        &self,
+        name: &str,
+        tls: &ListenerTlsConfig,
+    ) -> Result<(), ConfigError> {
+        let invalid =
+            |why: String| Err(ConfigError::Invalid(format!("listener {name}: tls: {why}")));
+        let mutual = tls.client_ca.is_some();
+        let mapped = !tls.acquirers.is_empty();
+        if mutual != mapped {
+            return invalid("client_ca and acquirers must be set together".into());
+        }
+        if tls.handshake_timeout_s == 0 {
+            return invalid("handshake_timeout_s must be > 0".into());
+        }
+        for (cn, id) in &tls.acquirers {
+            if !self.acquirers.iter().any(|a| &a.id == id) {
+                return invalid(format!(
+                    "acquirers.{cn} = {id} is not a configured acquirer"
+                ));
             }
         }
         Ok(())
@@ -308,7 +400,7 @@ fn apply_override(root: &mut toml::Value, path: &str, raw: &str) -> Result<(), C
     Ok(())
 }
 
-fn resolve_secret(name: &str, value: &mut String) -> Result<(), ConfigError> {
+pub(crate) fn resolve_secret(name: &str, value: &mut String) -> Result<(), ConfigError> {
     let resolved = if let Some(path) = value.strip_prefix("file:") {
         std::fs::read_to_string(path).map_err(|e| {
             ConfigError::Invalid(format!("{name}: cannot read key file {path}: {e}"))
@@ -450,6 +542,52 @@ mod tests {
             config.security.pin_verification_key,
             "00112233445566778899AABBCCDDEEFF"
         );
+    }
+
+    fn tls_env(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env = vec![
+            (
+                "MULTIGUNA__LISTENERS__0__TLS__CERT",
+                "/etc/multiguna/iso.pem",
+            ),
+            ("MULTIGUNA__LISTENERS__0__TLS__KEY", "env:ISO_TLS_KEY"),
+        ];
+        env.extend_from_slice(extra);
+        env.into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn tls_is_off_by_default_and_set_per_listener_from_the_environment() {
+        let config = Config::from_toml_with_env(DEFAULT_TOML, std::iter::empty()).unwrap();
+        assert!(config.listeners[0].tls.is_none() && config.admin.tls.is_none());
+        let env = tls_env(&[
+            (
+                "MULTIGUNA__LISTENERS__0__TLS__CLIENT_CA",
+                "/etc/multiguna/acq-ca.pem",
+            ),
+            (
+                "MULTIGUNA__LISTENERS__0__TLS__ACQUIRERS__ATM-BERSAMA",
+                "360001",
+            ),
+        ]);
+        let config = Config::from_toml_with_env(DEFAULT_TOML, env.into_iter()).unwrap();
+        let tls = config.listeners[0].tls.as_ref().unwrap();
+        assert_eq!(tls.identity.key, "env:ISO_TLS_KEY");
+        assert_eq!(tls.acquirers["atm-bersama"], "360001");
+        assert_eq!(tls.handshake_timeout_s, 10);
+    }
+
+    #[test]
+    fn client_ca_and_the_acquirer_map_go_together_and_name_configured_acquirers() {
+        let ca = ("MULTIGUNA__LISTENERS__0__TLS__CLIENT_CA", "/ca.pem");
+        let unknown = ("MULTIGUNA__LISTENERS__0__TLS__ACQUIRERS__X", "999999");
+        for extra in [vec![ca], vec![unknown], vec![ca, unknown]] {
+            let env = tls_env(&extra);
+            let err = Config::from_toml_with_env(DEFAULT_TOML, env.into_iter()).unwrap_err();
+            assert!(err.to_string().contains("listener iso: tls"), "{err}");
+        }
     }
 
     #[test]

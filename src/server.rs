@@ -14,6 +14,7 @@ use crate::admin::{self, AdminLedger, AdminState};
 use crate::authoriser::{self, AuthoriserConfig, AuthoriserHandle};
 use crate::config::Config;
 use crate::ledger::Db;
+use crate::net::tls::TlsEndpoint;
 use crate::net::{serve_listener, NetContext};
 use crate::policy::Policy;
 
@@ -101,7 +102,16 @@ async fn start_admin(
         .await
         .map_err(|e| anyhow::anyhow!("admin: cannot bind {}: {e}", config.admin.bind))?;
     let addr = listener.local_addr()?;
-    tracker.spawn(admin::serve(listener, state, shutdown.clone()));
+    match &config.admin.tls {
+        Some(tls) => {
+            let endpoint = TlsEndpoint::for_admin(tls)?;
+            let listener = admin::tls::TlsListener::new(listener, endpoint, shutdown.clone())?;
+            tracker.spawn(admin::serve(listener, state, shutdown.clone()));
+        }
+        None => {
+            tracker.spawn(admin::serve(listener, state, shutdown.clone()));
+        }
+    }
     Ok(addr)
 }
 
@@ -113,6 +123,12 @@ async fn start_listeners(
 ) -> anyhow::Result<Vec<(String, SocketAddr)>> {
     let mut bound = Vec::new();
     for listener_config in &config.listeners {
+        // Certificates and keys are read before the port opens: a bad file stops start-up.
+        let tls = listener_config
+            .tls
+            .as_ref()
+            .map(|tls| TlsEndpoint::for_listener(&listener_config.name, tls).map(Arc::new))
+            .transpose()?;
         let listener = TcpListener::bind(&listener_config.bind)
             .await
             .map_err(|e| {
@@ -126,6 +142,7 @@ async fn start_listeners(
         tracker.spawn(serve_listener(
             listener,
             Arc::new(listener_config.clone()),
+            tls,
             Arc::clone(ctx),
             shutdown.clone(),
             tracker.clone(),

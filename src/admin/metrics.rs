@@ -29,6 +29,10 @@ pub const CONNECTIONS_REFUSED_TOTAL: &str = "multiguna_connections_refused_total
 pub const FRAMES_REJECTED_TOTAL: &str = "multiguna_frames_rejected_total";
 /// Messages read but not answered, by `reason`.
 pub const MESSAGES_DROPPED_TOTAL: &str = "multiguna_messages_dropped_total";
+/// TLS connections closed before any frame, by `listener` and `reason`
+/// (`TlsError::reason`: handshake failed or timed out, client certificate bound to no
+/// acquirer).
+pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "multiguna_tls_handshake_failures_total";
 
 /// Seconds: a commit is a few milliseconds on a good disk; a second is already trouble.
 const LATENCY_BUCKETS_S: &[f64] = &[
@@ -105,6 +109,10 @@ fn describe() {
     metrics::describe_counter!(
         MESSAGES_DROPPED_TOTAL,
         "Messages read but not answered, by reason"
+    );
+    metrics::describe_counter!(
+        TLS_HANDSHAKE_FAILURES_TOTAL,
+        "TLS connections closed before any frame, by listener and reason"
     );
     // Series that may stay at zero for a long time are shown from the start, so an
     // alert on them has something to read.

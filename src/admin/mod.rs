@@ -12,6 +12,7 @@ pub mod cards;
 pub mod dashboard;
 pub mod family;
 pub mod metrics;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,6 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::authoriser::Health;
@@ -112,7 +112,12 @@ async fn prometheus_text(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 /// Serves until `shutdown`, then lets open requests finish for a bounded time.
-pub async fn serve(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
+/// `listener` is the plain TCP listener, or `tls::TlsListener` for HTTPS.
+pub async fn serve<L>(listener: L, state: AdminState, shutdown: CancellationToken)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     tokio::spawn(metrics::upkeep(state.metrics.clone(), shutdown.clone()));
     let server = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());

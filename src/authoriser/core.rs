@@ -215,64 +215,19 @@ impl Core {
         }
     }
 
+    /// A purchase or withdrawal (0200), or the hold of one (0100).
     fn debit(&mut self, request: &Request, ctx: &DebitContext) -> Result<Outcome, Outcome> {
-        let policy = Arc::clone(&self.policy);
-        let card = &self.state.cards[ctx.card_idx as usize];
-        let wallet_idx = card.wallet;
-        let wallet = &self.state.wallets[wallet_idx as usize];
-        let programme = &policy.programmes[wallet.programme as usize];
-        let channel = &programme.channels[ctx.channel_idx as usize];
-        let declined = |code| Outcome {
-            card: Some(ctx.card_idx),
-            channel: Some(ctx.channel_idx),
-            amount_minor: ctx.amount_minor,
-            ..Outcome::decline("declined", code)
-        };
-        if channel.service_required && request.private.service.is_none() {
-            return Err(declined(ResponseCode::InvalidTransaction));
-        }
-        let credit_account = self
-            .credit_account(request, wallet.programme, channel)
-            .map_err(declined)?;
-        policy::check_amount(channel, ctx.amount_minor).map_err(declined)?;
-        let day = policy.calendar.business_day(ctx.now);
-        policy::check_daily(
-            channel,
-            card.daily_use(day, ctx.channel_idx),
-            ctx.amount_minor,
-        )
-        .map_err(declined)?;
-        let order = policy::purse_order(channel, ctx.txn_type);
-        let purse = policy::choose_purse(
-            order,
-            request.from_account,
-            &wallet.available_minor(),
-            ctx.amount_minor,
-        )
-        .map_err(declined)?;
-        let wallet_programme = wallet.programme;
-        let legs = vec![
-            (wallet.accounts[purse.index()], -ctx.amount_minor),
-            (credit_account, ctx.amount_minor),
-        ];
+        let (purse, credit_account, day) = self.debit_rules(request, ctx)?;
+        let wallet_idx = self.state.cards[ctx.card_idx as usize].wallet;
         let (kind, legs, reference) = if request.class == MessageClass::Authorisation {
-            // 0100: reserve, post nothing; the completion or expiry resolves it.
-            let ttl_ms = policy.programmes[wallet_programme as usize].hold_ttl_ms;
-            let hold = Hold {
-                wallet: wallet_idx,
-                purse,
-                amount_minor: ctx.amount_minor,
-                credit_account,
-                expires_at_ms: ctx.now.0.saturating_add(ttl_ms),
-                card: Some(ctx.card_idx),
-                channel: Some(ctx.channel_idx),
-                business_day: day,
-            };
-            let reference = hold_reference(&hold);
-            let key = (KeyGroup::Authorisation, request.key.clone());
-            self.state.place_hold(key, hold);
+            let reference = self.place_hold(request, ctx, purse, credit_account, day);
             ("hold", Vec::new(), reference)
         } else {
+            let purse_account = self.state.wallets[wallet_idx as usize].accounts[purse.index()];
+            let legs = vec![
+                (purse_account, -ctx.amount_minor),
+                (credit_account, ctx.amount_minor),
+            ];
             self.state.apply_legs(&legs);
             let kind = match ctx.txn_type {
                 TxnType::Withdrawal => "withdrawal",
@@ -280,12 +235,8 @@ impl Core {
             };
             (kind, legs, String::new())
         };
-        self.state.cards[ctx.card_idx as usize].count_use(
-            day,
-            ctx.channel_idx,
-            1,
-            ctx.amount_minor,
-        );
+        let card = &mut self.state.cards[ctx.card_idx as usize];
+        card.count_use(day, ctx.channel_idx, 1, ctx.amount_minor);
         let available = self.state.wallets[wallet_idx as usize].available_minor()[purse.index()];
         Ok(Outcome {
             code: Some(ResponseCode::Approved),
@@ -304,6 +255,69 @@ impl Core {
             counted: true,
             ..Outcome::default()
         })
+    }
+
+    /// The channel's rules for a debit, in order: service code, where the money goes,
+    /// amount, daily use, then the purse that pays. `Ok((purse, credit account, day))`.
+    fn debit_rules(
+        &self,
+        request: &Request,
+        ctx: &DebitContext,
+    ) -> Result<(Purse, i64, u32), Outcome> {
+        let card = &self.state.cards[ctx.card_idx as usize];
+        let wallet = &self.state.wallets[card.wallet as usize];
+        let channel =
+            &self.policy.programmes[wallet.programme as usize].channels[ctx.channel_idx as usize];
+        let declined = |code| Outcome {
+            card: Some(ctx.card_idx),
+            channel: Some(ctx.channel_idx),
+            amount_minor: ctx.amount_minor,
+            ..Outcome::decline("declined", code)
+        };
+        if channel.service_required && request.private.service.is_none() {
+            return Err(declined(ResponseCode::InvalidTransaction));
+        }
+        let credit_account = self
+            .credit_account(request, wallet.programme, channel)
+            .map_err(declined)?;
+        policy::check_amount(channel, ctx.amount_minor).map_err(declined)?;
+        let day = self.policy.calendar.business_day(ctx.now);
+        let used = card.daily_use(day, ctx.channel_idx);
+        policy::check_daily(channel, used, ctx.amount_minor).map_err(declined)?;
+        let order = policy::purse_order(channel, ctx.txn_type);
+        let available = wallet.available_minor();
+        let purse = policy::choose_purse(order, request.from_account, &available, ctx.amount_minor)
+            .map_err(declined)?;
+        Ok((purse, credit_account, day))
+    }
+
+    /// 0100: reserves the amount, posts nothing; a completion, reversal or expiry
+    /// resolves it. Returns the reference written on the hold's row.
+    fn place_hold(
+        &mut self,
+        request: &Request,
+        ctx: &DebitContext,
+        purse: Purse,
+        credit_account: i64,
+        day: u32,
+    ) -> String {
+        let wallet = self.state.cards[ctx.card_idx as usize].wallet;
+        let programme = self.state.wallets[wallet as usize].programme;
+        let ttl_ms = self.policy.programmes[programme as usize].hold_ttl_ms;
+        let hold = Hold {
+            wallet,
+            purse,
+            amount_minor: ctx.amount_minor,
+            credit_account,
+            expires_at_ms: ctx.now.0.saturating_add(ttl_ms),
+            card: Some(ctx.card_idx),
+            channel: Some(ctx.channel_idx),
+            business_day: day,
+        };
+        let reference = hold_reference(&hold);
+        self.state
+            .place_hold((KeyGroup::Authorisation, request.key.clone()), hold);
+        reference
     }
 
     /// Where a debit's money goes: the acquirer's settlement account, or the provider
@@ -418,46 +432,13 @@ impl Core {
         batch: &mut Batch,
     ) -> Response {
         let code = outcome.code.unwrap_or(ResponseCode::SystemMalfunction);
-        let approval_code = code.is_approved().then(|| approval_code(&request.key, now));
         let response = Response {
             code,
-            approval_code,
-            balances: outcome.balances,
+            approval_code: code.is_approved().then(|| approval_code(&request.key, now)),
+            balances: outcome.balances.clone(),
         };
         let business_day = self.policy.calendar.business_day(now);
-        let card = outcome.card.map(|c| &self.state.cards[c as usize]);
-        let wallet = card.map(|c| &self.state.wallets[c.wallet as usize]);
-        let programme = wallet.map(|w| &self.policy.programmes[w.programme as usize]);
-        let row = TransferRow {
-            kind: outcome.kind.to_string(),
-            mti: request.mti.clone(),
-            rc: code.as_str().to_string(),
-            approval: response.approval_code.clone().unwrap_or_default(),
-            acquirer: request.key.acquirer.clone(),
-            terminal: request.key.terminal.clone(),
-            stan: request.key.stan.clone(),
-            transmitted: request.key.transmitted.clone(),
-            rrn: request.rrn.clone().unwrap_or_default(),
-            content_sha: hex::encode(request.content_sha),
-            card_sha: card.map(|c| c.card_sha.to_string()).unwrap_or_default(),
-            family_id: wallet.map(|w| w.family_id.to_string()).unwrap_or_default(),
-            programme_id: programme.map(|p| p.id.clone()).unwrap_or_default(),
-            channel: programme
-                .zip(outcome.channel)
-                .map(|(p, c)| p.channels[c as usize].name.clone())
-                .unwrap_or_default(),
-            purse: outcome
-                .purse
-                .map(|p| p.name().to_string())
-                .unwrap_or_default(),
-            amount_minor: outcome.amount_minor,
-            acceptor: request.acceptor_id.clone().unwrap_or_default(),
-            reference: outcome.reference.clone(),
-            business_day: i64::from(business_day),
-            at_ms: now.0,
-            balances: response.balances_text(),
-            ..TransferRow::default()
-        };
+        let row = self.transfer_row(request, &outcome, &response, business_day, now);
         if outcome.pin_locked {
             batch
                 .card_events
@@ -472,23 +453,64 @@ impl Core {
                 rrn.clone(),
             )
         });
-        self.state.remember(
-            key,
-            TxnRecord {
-                content_sha: request.content_sha,
-                response: response.clone(),
-                card: outcome.card,
-                channel: outcome.channel,
-                business_day,
-                amount_minor: outcome.amount_minor,
-                legs: outcome.legs,
-                reversed: false,
-                counted: outcome.counted,
-                at_ms: now.0,
-            },
-            rrn_key,
-        );
+        let record = TxnRecord {
+            content_sha: request.content_sha,
+            response: response.clone(),
+            card: outcome.card,
+            channel: outcome.channel,
+            business_day,
+            amount_minor: outcome.amount_minor,
+            legs: outcome.legs,
+            reversed: false,
+            counted: outcome.counted,
+            at_ms: now.0,
+        };
+        self.state.remember(key, record, rrn_key);
         response
+    }
+
+    /// The ledger row of a decision: the request's key, what was decided and for whom.
+    fn transfer_row(
+        &self,
+        request: &Request,
+        outcome: &Outcome,
+        response: &Response,
+        business_day: u32,
+        now: TimestampMs,
+    ) -> TransferRow {
+        let card = outcome.card.map(|c| &self.state.cards[c as usize]);
+        let wallet = card.map(|c| &self.state.wallets[c.wallet as usize]);
+        let programme = wallet.map(|w| &self.policy.programmes[w.programme as usize]);
+        let channel = programme
+            .zip(outcome.channel)
+            .map(|(p, c)| p.channels[c as usize].name.clone());
+        TransferRow {
+            kind: outcome.kind.to_string(),
+            mti: request.mti.clone(),
+            rc: response.code.as_str().to_string(),
+            approval: response.approval_code.clone().unwrap_or_default(),
+            acquirer: request.key.acquirer.clone(),
+            terminal: request.key.terminal.clone(),
+            stan: request.key.stan.clone(),
+            transmitted: request.key.transmitted.clone(),
+            rrn: request.rrn.clone().unwrap_or_default(),
+            content_sha: hex::encode(request.content_sha),
+            card_sha: card.map(|c| c.card_sha.to_string()).unwrap_or_default(),
+            family_id: wallet.map(|w| w.family_id.to_string()).unwrap_or_default(),
+            programme_id: programme.map(|p| p.id.clone()).unwrap_or_default(),
+            channel: channel.unwrap_or_default(),
+            purse: outcome
+                .purse
+                .map(|p| p.name().to_string())
+                .unwrap_or_default(),
+            amount_minor: outcome.amount_minor,
+            acceptor: request.acceptor_id.clone().unwrap_or_default(),
+            reference: outcome.reference.clone(),
+            business_day: i64::from(business_day),
+            at_ms: now.0,
+            balances: response.balances_text(),
+            ..TransferRow::default()
+        }
     }
 }
 

@@ -237,50 +237,15 @@ impl Core {
     /// A ride the validator approved offline: posted even when the purse is short (it
     /// may go below zero; the family's cards then go on the deny list).
     fn forced_advice(&mut self, request: &Request, now: TimestampMs) -> Result<Outcome, Outcome> {
-        let policy = std::sync::Arc::clone(&self.policy);
-        let declined = |code| Outcome::decline("advice", code);
-        let acquirer = policy
-            .acquirers
-            .get(&request.key.acquirer)
-            .ok_or(declined(ResponseCode::AcquirerNotAllowed))?;
-        if request.txn_type != Some(TxnType::Purchase) {
-            return Err(declined(ResponseCode::InvalidTransaction));
-        }
-        let amount_minor = wire_to_minor(request.amount_wire, acquirer.amount_exponent)
-            .filter(|a| *a > 0)
-            .ok_or(declined(ResponseCode::InvalidAmount))?;
-        let card_idx = request
-            .card_sha
-            .as_deref()
-            .and_then(|sha| self.state.card_by_sha(sha))
-            .ok_or(declined(ResponseCode::UnknownCard))?;
-        let wallet_idx = self.state.cards[card_idx as usize].wallet;
+        let AdviceTarget {
+            card_idx,
+            wallet_idx,
+            channel_no,
+            purse,
+            credit_account,
+            amount_minor,
+        } = self.advice_target(request)?;
         let wallet = &self.state.wallets[wallet_idx as usize];
-        let programme = &policy.programmes[wallet.programme as usize];
-        let (channel_idx, channel) = request
-            .mcc
-            .and_then(|mcc| programme.channel_for_mcc(mcc))
-            .ok_or(declined(ResponseCode::NotPermittedToTerminal))?;
-        if !acquirer.channels.contains(&channel.name) {
-            return Err(declined(ResponseCode::AcquirerNotAllowed));
-        }
-        if !channel.offline_advices {
-            return Err(declined(ResponseCode::InvalidTransaction));
-        }
-        let order = crate::policy::purse_order(channel, TxnType::Purchase);
-        let purse = match request.from_account {
-            AccountChoice::Purse(p) if order.contains(&p) => p,
-            AccountChoice::ChannelDefault => *order
-                .first()
-                .ok_or(declined(ResponseCode::NotPermittedToCard))?,
-            _ => return Err(declined(ResponseCode::NotPermittedToCard)),
-        };
-        let credit_account = self
-            .state
-            .acquirer_accounts
-            .get(&(wallet.programme, request.key.acquirer.clone()))
-            .copied()
-            .ok_or(declined(ResponseCode::AcquirerNotAllowed))?;
         let legs = vec![
             (wallet.accounts[purse.index()], -amount_minor),
             (credit_account, amount_minor),
@@ -288,8 +253,7 @@ impl Core {
         let was_minor = wallet.balance_minor[purse.index()];
         self.state.apply_legs(&legs);
         let card_events = self.deny_if_below_zero(wallet_idx, purse, was_minor);
-        let day = policy.calendar.business_day(now);
-        let channel_no = channel_idx as u16;
+        let day = self.policy.calendar.business_day(now);
         self.state.cards[card_idx as usize].count_use(day, channel_no, 1, amount_minor);
         let available = self.state.wallets[wallet_idx as usize].available_minor()[purse.index()];
         Ok(Outcome {
@@ -314,6 +278,63 @@ impl Core {
             counted: true,
             card_events,
             ..Outcome::default()
+        })
+    }
+
+    /// Where an offline advice posts: the checks a validator's advice must still pass
+    /// (acquirer, card, channel, purse), but no balance or limit check.
+    fn advice_target(&self, request: &Request) -> Result<AdviceTarget, Outcome> {
+        let declined = |code| Outcome::decline("advice", code);
+        let acquirer = self
+            .policy
+            .acquirers
+            .get(&request.key.acquirer)
+            .ok_or(declined(ResponseCode::AcquirerNotAllowed))?;
+        if request.txn_type != Some(TxnType::Purchase) {
+            return Err(declined(ResponseCode::InvalidTransaction));
+        }
+        let amount_minor = wire_to_minor(request.amount_wire, acquirer.amount_exponent)
+            .filter(|a| *a > 0)
+            .ok_or(declined(ResponseCode::InvalidAmount))?;
+        let card_idx = request
+            .card_sha
+            .as_deref()
+            .and_then(|sha| self.state.card_by_sha(sha))
+            .ok_or(declined(ResponseCode::UnknownCard))?;
+        let wallet_idx = self.state.cards[card_idx as usize].wallet;
+        let wallet = &self.state.wallets[wallet_idx as usize];
+        let programme = &self.policy.programmes[wallet.programme as usize];
+        let (channel_idx, channel) = request
+            .mcc
+            .and_then(|mcc| programme.channel_for_mcc(mcc))
+            .ok_or(declined(ResponseCode::NotPermittedToTerminal))?;
+        if !acquirer.channels.contains(&channel.name) {
+            return Err(declined(ResponseCode::AcquirerNotAllowed));
+        }
+        if !channel.offline_advices {
+            return Err(declined(ResponseCode::InvalidTransaction));
+        }
+        let order = crate::policy::purse_order(channel, TxnType::Purchase);
+        let purse = match request.from_account {
+            AccountChoice::Purse(p) if order.contains(&p) => p,
+            AccountChoice::ChannelDefault => *order
+                .first()
+                .ok_or(declined(ResponseCode::NotPermittedToCard))?,
+            _ => return Err(declined(ResponseCode::NotPermittedToCard)),
+        };
+        let credit_account = self
+            .state
+            .acquirer_accounts
+            .get(&(wallet.programme, request.key.acquirer.clone()))
+            .copied()
+            .ok_or(declined(ResponseCode::AcquirerNotAllowed))?;
+        Ok(AdviceTarget {
+            card_idx,
+            wallet_idx,
+            channel_no: channel_idx as u16,
+            purse,
+            credit_account,
+            amount_minor,
         })
     }
 
@@ -427,4 +448,14 @@ impl Core {
             .get(acquirer)
             .map_or(0, |a| a.amount_exponent)
     }
+}
+
+/// What an offline advice posts to.
+struct AdviceTarget {
+    card_idx: u32,
+    wallet_idx: u32,
+    channel_no: u16,
+    purse: Purse,
+    credit_account: i64,
+    amount_minor: i64,
 }

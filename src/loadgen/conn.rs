@@ -30,6 +30,8 @@ use crate::net::framing::{FrameCodec, FrameError};
 /// Every request is a 0200, so every answer must be its MTI + 10.
 const RESPONSE_MTI: Mti = Mti::FINANCIAL_RESPONSE;
 const STAN_MAX: u32 = 999_999;
+/// How late after the end an open loop may still send a slot scheduled before it.
+const TIMER_GRACE: Duration = Duration::from_millis(100);
 
 type Sink = SplitSink<Framed<TcpStream, FrameCodec>, Bytes>;
 
@@ -202,7 +204,14 @@ impl Conn {
 
     fn due(&mut self, now: Instant) -> Due {
         if let Stop::At(deadline) = self.plan.stop {
-            if now >= deadline {
+            // Open loop sends every slot scheduled before the end, even when the timer
+            // wakes a little after it; a switch that leaves us further behind than the
+            // grace has its remaining slots counted as unsent.
+            let ended = match self.plan.schedule {
+                Some(_) => self.next_at >= deadline || now >= deadline + TIMER_GRACE,
+                None => now >= deadline,
+            };
+            if ended {
                 self.count_unsent(deadline);
                 return Due::Done;
             }
@@ -237,8 +246,12 @@ impl Conn {
             return until;
         }
         let mut wake = now + Duration::from_secs(3_600);
+        // A deadline already past wakes no one: sending ends with the next answer,
+        // instead of a busy loop while `depth` requests are in flight.
         if let Stop::At(deadline) = self.plan.stop {
-            wake = wake.min(deadline);
+            if deadline > now {
+                wake = wake.min(deadline);
+            }
         }
         if self.plan.schedule.is_some() && self.pending.len() < self.plan.depth {
             wake = wake.min(self.next_at);

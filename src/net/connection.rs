@@ -1,6 +1,7 @@
 //! One connection: a reader that decodes frames and hands requests to the authoriser,
 //! and a writer that sends each response as soon as it is ready, in whatever order
 //! (pipelining: a slow request never blocks the next one; peers match by MTI+F11+F41).
+//! Plain TCP and TLS share this code: it takes the two halves of any byte stream.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{SinkExt, StreamExt};
 use metrics::SharedString;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,9 @@ use crate::domain::request::Request;
 use crate::domain::response::{Response, ResponseCode};
 use crate::edge::{self, Inbound};
 use crate::iso8583::MessageBuilder;
+
+/// How long a finished connection waits to deliver its closing bytes.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 type PendingReply = Pin<Box<dyn Future<Output = Outgoing> + Send>>;
 
@@ -54,14 +58,19 @@ impl RequestTiming {
     }
 }
 
-pub async fn run(
-    stream: TcpStream,
+/// Serves one connection until the peer leaves, it idles out, a frame is invalid, or
+/// shutdown. `acquirer` is the one acquirer id a mutual-TLS link may send in F32.
+pub async fn run<R, W>(
+    (read_half, write_half): (R, W),
     config: &ListenerConfig,
     ctx: Arc<NetContext>,
     shutdown: CancellationToken,
-) {
+    acquirer: Option<Arc<str>>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let codec = FrameCodec::new(config.framing, config.max_frame);
-    let (read_half, write_half) = stream.into_split();
     let mut frames = FramedRead::new(read_half, codec);
     let sink = FramedWrite::new(write_half, codec);
     let inflight = Arc::new(Semaphore::new(config.inflight_per_connection_max.max(1)));
@@ -80,6 +89,10 @@ pub async fn run(
                 break;
             }
             Ok(None) => break,
+            Ok(Some(Err(err))) if err.is_peer_gone() => {
+                tracing::debug!(listener = %config.name, "peer left without TLS close_notify");
+                break;
+            }
             Ok(Some(Err(err))) => {
                 // An invalid frame ends this connection, not any other.
                 metrics::counter!(FRAMES_REJECTED_TOTAL, "reason" => err.reason()).increment(1);
@@ -93,7 +106,7 @@ pub async fn run(
         let Ok(permit) = Arc::clone(&inflight).acquire_owned().await else {
             break;
         };
-        if let Some(pending) = handle_frame(&frame, &ctx, permit, started) {
+        if let Some(pending) = handle_frame(&frame, &ctx, acquirer.as_deref(), permit, started) {
             if tx.send(pending).await.is_err() {
                 break;
             }
@@ -107,6 +120,7 @@ pub async fn run(
 fn handle_frame(
     frame: &[u8],
     ctx: &NetContext,
+    bound_acquirer: Option<&str>,
     permit: OwnedSemaphorePermit,
     started: Instant,
 ) -> Option<PendingReply> {
@@ -120,6 +134,11 @@ fn handle_frame(
                 mti,
                 rc,
             };
+            if let Some(bound) = sent_for_another_acquirer(bound_acquirer, &request) {
+                return Some(refuse_foreign_acquirer(
+                    bound, &request, skeleton, permit, timing,
+                ));
+            }
             Some(decide(request, skeleton, ctx, permit, timing))
         }
         Inbound::Reply(bytes, code) => {
@@ -138,6 +157,31 @@ fn handle_frame(
             None
         }
     }
+}
+
+/// A mutual-TLS link speaks for one acquirer: a request naming another in F32 comes from
+/// a rogue or misconfigured link, whatever its certificate says. Returns the link's own.
+fn sent_for_another_acquirer<'a>(
+    bound_acquirer: Option<&'a str>,
+    request: &Request,
+) -> Option<&'a str> {
+    bound_acquirer.filter(|bound| *bound != request.key.acquirer)
+}
+
+/// `03` at the edge: the request never reaches the authoriser, so it moves no money and
+/// writes no ledger row (a retry is refused the same way).
+fn refuse_foreign_acquirer(
+    bound: &str,
+    request: &Request,
+    skeleton: Box<MessageBuilder>,
+    permit: OwnedSemaphorePermit,
+    timing: impl FnOnce(&'static str) -> RequestTiming,
+) -> PendingReply {
+    tracing::warn!(link = %bound, f32 = %request.key.acquirer, "F32 is not the acquirer of this TLS link: 03");
+    let refused = Response::declined(ResponseCode::AcquirerNotAllowed);
+    // A decline carries no balances, so the link's amount exponent plays no part.
+    let bytes = Bytes::from(edge::encode_response(*skeleton, &refused, 0));
+    ready(permit, bytes, timing(refused.code.as_str()))
 }
 
 /// The authoriser's answer, or the echo baseline's 00, encoded for the link.
@@ -176,8 +220,8 @@ fn ready(permit: OwnedSemaphorePermit, bytes: Bytes, timing: RequestTiming) -> P
     })
 }
 
-async fn write_loop(
-    mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut sink: FramedWrite<W, FrameCodec>,
     mut rx: mpsc::Receiver<PendingReply>,
 ) {
     let mut pending = FuturesUnordered::new();
@@ -198,7 +242,12 @@ async fn write_loop(
                 }
                 reply.timing.record();
             }
-            else => break,
+            else => {
+                // Everything is answered: a TLS peer gets its close_notify, a TCP peer
+                // its FIN. Bounded, as a peer that stopped reading may never take it.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+                break;
+            }
         }
     }
 }

@@ -1,16 +1,19 @@
 //! Accepting connections: one task per listener, a bounded number of connections, and
-//! a clean stop on shutdown.
+//! a clean stop on shutdown. With TLS, each connection's task does its own handshake,
+//! so a slow or hostile peer holds up only itself.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::connection;
-use crate::admin::metrics::{CONNECTIONS, CONNECTIONS_REFUSED_TOTAL};
+use super::tls::TlsEndpoint;
+use crate::admin::metrics::{CONNECTIONS, CONNECTIONS_REFUSED_TOTAL, TLS_HANDSHAKE_FAILURES_TOTAL};
 use crate::authoriser::AuthoriserHandle;
 use crate::config::ListenerConfig;
 use crate::policy::Policy;
@@ -47,9 +50,12 @@ impl NetContext {
     }
 }
 
+/// Accepts until shutdown. `tls` is the listener's TLS endpoint when `[listeners.tls]`
+/// is set; every connection then goes through its handshake first.
 pub async fn serve_listener(
     listener: TcpListener,
     config: Arc<ListenerConfig>,
+    tls: Option<Arc<TlsEndpoint>>,
     ctx: Arc<NetContext>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -81,15 +87,46 @@ pub async fn serve_listener(
         };
         let _ = stream.set_nodelay(true);
         let (config, ctx, shutdown) = (Arc::clone(&config), Arc::clone(&ctx), shutdown.clone());
-        let connections = connections.clone();
+        let (connections, tls) = (connections.clone(), tls.clone());
         tracker.spawn(async move {
             connections.increment(1.0);
             tracing::debug!(listener = %config.name, %peer, "connection opened");
-            connection::run(stream, &config, ctx, shutdown).await;
+            match tls {
+                Some(tls) => serve_tls(stream, peer, &config, &tls, ctx, shutdown).await,
+                None => connection::run(stream.into_split(), &config, ctx, shutdown, None).await,
+            }
             tracing::debug!(listener = %config.name, %peer, "connection closed");
             connections.decrement(1.0);
             drop(slot);
         });
     }
     tracing::info!(listener = %config.name, "listener stopped accepting");
+}
+
+/// The handshake (bounded by the endpoint's timeout, cut short by shutdown), then the
+/// connection bound to its acquirer. A failed handshake closes this connection only.
+async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: &ListenerConfig,
+    tls: &TlsEndpoint,
+    ctx: Arc<NetContext>,
+    shutdown: CancellationToken,
+) {
+    let accepted = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        accepted = tls.accept(stream) => accepted,
+    };
+    match accepted {
+        Ok((stream, acquirer)) => {
+            tracing::debug!(listener = %config.name, %peer, acquirer = acquirer.as_deref().unwrap_or("-"), "TLS established");
+            let halves = tokio::io::split(stream);
+            connection::run(halves, config, ctx, shutdown, acquirer).await;
+        }
+        Err(err) => {
+            metrics::counter!(TLS_HANDSHAKE_FAILURES_TOTAL, "listener" => config.name.clone(), "reason" => err.reason())
+                .increment(1);
+            tracing::warn!(listener = %config.name, %peer, reason = err.reason(), error = %err, "TLS refused: connection closed");
+        }
+    }
 }
