@@ -26,7 +26,8 @@ const VIRTUAL_TIME: &str = "--virtual-time-budget=5000";
 /// Each answer of the proxy in front of the admin port is held back this long, so that
 /// virtual time keeps pace with real time and the page sees real throughput.
 const PROXY_DELAY: Duration = Duration::from_millis(900);
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
+// Generous: a loaded 2-core machine starts Chromium slowly; this bounds a hang only.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn chromium() -> Option<PathBuf> {
     let path = std::env::var_os("CHROMIUM")
