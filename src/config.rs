@@ -43,6 +43,37 @@ pub struct Config {
     pub acquirers: Vec<AcquirerConfig>,
     #[serde(default)]
     pub programmes: Vec<ProgrammeConfig>,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Logging: `tracing` to stderr. `MULTIGUNA_LOG` (a filter such as `debug`) overrides
+/// `level` for one run.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `multiguna=debug,sqlx=warn`, ...
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// `human` (default) or `json` (one JSON object a line, for log shippers).
+    #[serde(default = "default_log_format")]
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+            format: default_log_format(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info,sqlx=warn".into()
+}
+
+fn default_log_format() -> String {
+    "human".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -197,3 +197,54 @@ fn trace_logs_of_every_message_type_hold_no_pan_pin_block_track_or_key() {
         "an unknown PAN from the command line is masked too"
     );
 }
+
+#[test]
+fn json_logs_by_config_carry_a_span_per_request_with_the_masked_pan_only() {
+    let db = sqlite_db();
+    let cards = db.province(1);
+    let log_path = db.path("json.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .envs(db.env())
+        .env("MULTIGUNA__LOG__FORMAT", "json")
+        .env("MULTIGUNA_LOG", "info,multiguna::net=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let addr = loop {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut stdout, &mut line).expect("read") > 0,
+            "switch exited"
+        );
+        if let Some(rest) = line.strip_prefix("multiguna: listener iso on ") {
+            break rest.trim().parse::<std::net::SocketAddr>().expect("addr");
+        }
+    };
+    runtime().block_on(async {
+        let mut c = multiguna::client::IsoClient::connect(addr, multiguna::config::Framing::Len2)
+            .await
+            .expect("connect");
+        let a = send(&mut c, &request(&cards[0], ATM, "6011", "310000", 0)).await;
+        assert_eq!(rc(&a), "00");
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log_path).expect("log");
+    let masked = format!("{}******{}", &cards[0].pan[..6], &cards[0].pan[12..]);
+    let answered = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("every line is JSON"))
+        .find(|v| v["fields"]["message"] == "answered")
+        .expect("an 'answered' event");
+    assert_eq!(answered["span"]["pan"], masked.as_str(), "{answered}");
+    assert_eq!(answered["fields"]["rc"], "00");
+    assert!(answered["span"]["stan"].is_string() && answered["span"]["terminal"].is_string());
+    assert_eq!(answered["span"]["channel"], "atm");
+    assert!(!text.contains(&cards[0].pan), "no whole PAN");
+}

@@ -15,8 +15,7 @@ use crate::ledger::Db;
 use crate::security::keys::TdesKey;
 use crate::security::pin::{encrypt_pin_block, ibm3624_offset, DecimalisationTable, Pin};
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(cli.config.as_deref())?;
+pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { echo } => serve(config, echo).await,
         Command::Demo { families, seconds } => crate::demo::run(families, seconds).await,

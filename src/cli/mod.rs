@@ -154,7 +154,15 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    init_tracing();
+    // Logging follows the configuration; a bad file is reported without it.
+    let config = match crate::config::Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("multiguna: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_tracing(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -165,7 +173,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    match runtime.block_on(commands::run(cli, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("multiguna: {}", one_line(&e));
@@ -179,17 +187,19 @@ fn one_line(e: &anyhow::Error) -> String {
     text.lines().next().unwrap_or("error").to_string()
 }
 
-/// Human-readable logs on stderr; `MULTIGUNA_LOG` (or `RUST_LOG`) sets the filter and
-/// `MULTIGUNA_LOG_FORMAT=json` switches to JSON lines.
-fn init_tracing() {
+/// Logs on stderr as `[log]` says; `MULTIGUNA_LOG` (or `RUST_LOG`) overrides the filter
+/// and `MULTIGUNA_LOG_FORMAT` the format for one run.
+fn init_tracing(log: &crate::config::LogConfig) {
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("MULTIGUNA_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info,sqlx=warn".to_string());
+        .unwrap_or_else(|_| log.level.clone());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr);
-    let _ = if std::env::var("MULTIGUNA_LOG_FORMAT").as_deref() == Ok("json") {
+    let json =
+        std::env::var("MULTIGUNA_LOG_FORMAT").unwrap_or_else(|_| log.format.clone()) == "json";
+    let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()

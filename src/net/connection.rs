@@ -198,18 +198,34 @@ fn decide(
         let bytes = Bytes::from(edge::encode_response(*skeleton, &echo, exponent));
         return ready(permit, bytes, timing(echo.code.as_str()));
     };
+    // One span per request, with the masked PAN only; at debug level it costs a level
+    // check when off. The logger masks nothing itself because nothing whole reaches it.
+    let span = tracing::debug_span!(
+        "request",
+        mti = %request.mti,
+        stan = %request.key.stan,
+        rrn = request.rrn.as_deref().unwrap_or(""),
+        terminal = %request.key.terminal,
+        acquirer = %request.key.acquirer,
+        channel = %ctx.channel_label(request.mcc),
+        pan = %request.pan.as_ref().map(|p| p.masked()).unwrap_or_default(),
+    );
     let answer = authoriser.submit(*request);
-    Box::pin(async move {
-        let response = answer
-            .await
-            .unwrap_or_else(|_| Response::declined(ResponseCode::SystemMalfunction));
-        drop(permit);
-        let bytes = Bytes::from(edge::encode_response(*skeleton, &response, exponent));
-        Outgoing {
-            bytes,
-            timing: timing(response.code.as_str()),
-        }
-    })
+    Box::pin(tracing::Instrument::instrument(
+        async move {
+            let response = answer
+                .await
+                .unwrap_or_else(|_| Response::declined(ResponseCode::SystemMalfunction));
+            tracing::debug!(rc = response.code.as_str(), "answered");
+            drop(permit);
+            let bytes = Bytes::from(edge::encode_response(*skeleton, &response, exponent));
+            Outgoing {
+                bytes,
+                timing: timing(response.code.as_str()),
+            }
+        },
+        span,
+    ))
 }
 
 /// A response that needs nothing more before it is written.
