@@ -119,7 +119,7 @@ impl TestDb {
             ("MULTIGUNA__LISTENERS__0__BIND".into(), "127.0.0.1:0".into()),
             ("MULTIGUNA__ADMIN__BIND".into(), "127.0.0.1:0".into()),
             ("MULTIGUNA__SWITCH__SYNC_INTERVAL_MS".into(), "200".into()),
-            ("MULTIGUNA_LOG".into(), "info,sqlx=warn".into()),
+            ("MULTIGUNA_LOG".into(), "warn".into()),
         ]
     }
 
