@@ -166,88 +166,109 @@ async fn write_rows(
 ) -> Result<ImportSummary, WriteError> {
     let mut summary = ImportSummary::default();
     for row in rows {
-        let family: Option<(String,)> =
-            sqlx::query_as(&db.sql("SELECT programme_id FROM families WHERE family_id = ?"))
-                .bind(&row.family_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        match family {
-            Some((p,)) if p != programme_id => {
-                return Err(WriteError::Line(
-                    row.line,
-                    format!("family {} exists in programme {p}", row.family_id),
-                ));
-            }
-            Some(_) => {}
-            None => db.insert_family(conn, &row.family_id, programme_id).await?,
-        }
-        let member: Option<(String, String, String)> = sqlx::query_as(
-            &db.sql("SELECT family_id, name, role FROM members WHERE member_id = ?"),
-        )
-        .bind(&row.member_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        match member {
-            Some(m)
-                if m != (
-                    row.family_id.clone(),
-                    row.member_name.clone(),
-                    row.role.clone(),
-                ) =>
-            {
-                return Err(WriteError::Line(
-                    row.line,
-                    format!("member {} exists with different data", row.member_id),
-                ));
-            }
-            Some(_) => {}
-            None => {
-                sqlx::query(&db.sql(
-                    "INSERT INTO members (member_id, family_id, name, role) VALUES (?, ?, ?, ?)",
-                ))
-                .bind(&row.member_id)
-                .bind(&row.family_id)
-                .bind(&row.member_name)
-                .bind(&row.role)
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-        let card: Option<(String, String, String)> = sqlx::query_as(
-            &db.sql("SELECT member_id, expiry, pin_offset FROM cards WHERE card_sha = ?"),
-        )
-        .bind(&row.card_sha)
-        .fetch_optional(&mut *conn)
-        .await?;
-        match card {
-            Some(c)
-                if c != (
-                    row.member_id.clone(),
-                    row.expiry.clone(),
-                    row.pin_offset.clone(),
-                ) =>
-            {
-                return Err(WriteError::Line(
-                    row.line,
-                    format!("card {} exists with different data", row.pan_masked),
-                ));
-            }
-            Some(_) => summary.unchanged += 1,
-            None => {
-                sqlx::query(&db.sql(
-                    "INSERT INTO cards (card_sha, pan_masked, member_id, family_id, expiry, pin_offset) VALUES (?, ?, ?, ?, ?, ?)",
-                ))
-                .bind(&row.card_sha)
-                .bind(&row.pan_masked)
-                .bind(&row.member_id)
-                .bind(&row.family_id)
-                .bind(&row.expiry)
-                .bind(&row.pin_offset)
-                .execute(&mut *conn)
-                .await?;
-                summary.added += 1;
-            }
+        write_family(db, conn, row, programme_id).await?;
+        write_member(db, conn, row).await?;
+        if write_card(db, conn, row).await? {
+            summary.added += 1;
+        } else {
+            summary.unchanged += 1;
         }
     }
     Ok(summary)
+}
+
+/// A new family gets its purses; a known one must be in the same programme.
+async fn write_family(
+    db: &Db,
+    conn: &mut sqlx::AnyConnection,
+    row: &Row,
+    programme_id: &str,
+) -> Result<(), WriteError> {
+    let family: Option<(String,)> =
+        sqlx::query_as(&db.sql("SELECT programme_id FROM families WHERE family_id = ?"))
+            .bind(&row.family_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match family {
+        Some((p,)) if p != programme_id => Err(WriteError::Line(
+            row.line,
+            format!("family {} exists in programme {p}", row.family_id),
+        )),
+        Some(_) => Ok(()),
+        None => Ok(db.insert_family(conn, &row.family_id, programme_id).await?),
+    }
+}
+
+async fn write_member(
+    db: &Db,
+    conn: &mut sqlx::AnyConnection,
+    row: &Row,
+) -> Result<(), WriteError> {
+    let member: Option<(String, String, String)> =
+        sqlx::query_as(&db.sql("SELECT family_id, name, role FROM members WHERE member_id = ?"))
+            .bind(&row.member_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let same = |m: &(String, String, String)| {
+        (&m.0, &m.1, &m.2) == (&row.family_id, &row.member_name, &row.role)
+    };
+    match member {
+        Some(m) if !same(&m) => Err(WriteError::Line(
+            row.line,
+            format!("member {} exists with different data", row.member_id),
+        )),
+        Some(_) => Ok(()),
+        None => {
+            sqlx::query(
+                &db.sql(
+                    "INSERT INTO members (member_id, family_id, name, role) VALUES (?, ?, ?, ?)",
+                ),
+            )
+            .bind(&row.member_id)
+            .bind(&row.family_id)
+            .bind(&row.member_name)
+            .bind(&row.role)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+/// `Ok(true)` when the card is new.
+async fn write_card(
+    db: &Db,
+    conn: &mut sqlx::AnyConnection,
+    row: &Row,
+) -> Result<bool, WriteError> {
+    let card: Option<(String, String, String)> = sqlx::query_as(
+        &db.sql("SELECT member_id, expiry, pin_offset FROM cards WHERE card_sha = ?"),
+    )
+    .bind(&row.card_sha)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let same = |c: &(String, String, String)| {
+        (&c.0, &c.1, &c.2) == (&row.member_id, &row.expiry, &row.pin_offset)
+    };
+    match card {
+        Some(c) if !same(&c) => Err(WriteError::Line(
+            row.line,
+            format!("card {} exists with different data", row.pan_masked),
+        )),
+        Some(_) => Ok(false),
+        None => {
+            sqlx::query(&db.sql(
+                "INSERT INTO cards (card_sha, pan_masked, member_id, family_id, expiry, pin_offset) VALUES (?, ?, ?, ?, ?, ?)",
+            ))
+            .bind(&row.card_sha)
+            .bind(&row.pan_masked)
+            .bind(&row.member_id)
+            .bind(&row.family_id)
+            .bind(&row.expiry)
+            .bind(&row.pin_offset)
+            .execute(&mut *conn)
+            .await?;
+            Ok(true)
+        }
+    }
 }

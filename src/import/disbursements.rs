@@ -60,6 +60,64 @@ pub async fn disburse(
     programme_id: &str,
     source: &'static str,
 ) -> Result<ImportSummary, ImportError> {
+    let lines = parse_file(name, text)?;
+    let funding = db
+        .account_id(kind::FUNDING, programme_id, programme_id, "")
+        .await?
+        .ok_or_else(|| ImportError::File {
+            file: name.into(),
+            reason: format!("programme {programme_id} has no funding account (run migrate)"),
+        })?;
+    let now = TimestampMs::now();
+    let mut batch = Batch::default();
+    let mut summary = ImportSummary::default();
+    for line in &lines {
+        let line_err = |reason: String| ImportError::Line {
+            file: name.to_string(),
+            line: line.line,
+            reason,
+        };
+        let purse_account = db
+            .account_id(
+                kind::PURSE,
+                programme_id,
+                &line.family_id,
+                line.purse.name(),
+            )
+            .await?
+            .ok_or_else(|| {
+                line_err(format!(
+                    "unknown family {} in programme {programme_id}",
+                    line.family_id
+                ))
+            })?;
+        match posted_amount(db, line).await? {
+            Some(amount) if amount != line.amount_minor => {
+                return Err(line_err("already disbursed with a different amount".into()));
+            }
+            Some(_) => summary.unchanged += 1,
+            None => {
+                cleared_cards(db, purse_account, line, &mut batch).await?;
+                let legs = [
+                    (funding, -line.amount_minor),
+                    (purse_account, line.amount_minor),
+                ];
+                batch.push(transfer(line, programme_id, calendar, now), &legs);
+                summary.added += 1;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        LedgerWriter::new(db.clone(), source)
+            .commit(&mut batch, now.0)
+            .await?;
+    }
+    Ok(summary)
+}
+
+/// Every line checked; a line repeated with the same amount counts once, with another
+/// amount it is an error naming the line.
+fn parse_file(name: &str, text: &str) -> Result<Vec<Line>, ImportError> {
     let line_err = |line, reason: String| ImportError::Line {
         file: name.to_string(),
         line,
@@ -81,61 +139,7 @@ pub async fn disburse(
         }
         lines.push(line);
     }
-    let funding = db
-        .account_id(kind::FUNDING, programme_id, programme_id, "")
-        .await?
-        .ok_or_else(|| ImportError::File {
-            file: name.into(),
-            reason: format!("programme {programme_id} has no funding account (run migrate)"),
-        })?;
-    let now = TimestampMs::now();
-    let mut batch = Batch::default();
-    let mut summary = ImportSummary::default();
-    for line in &lines {
-        let purse_account = db
-            .account_id(
-                kind::PURSE,
-                programme_id,
-                &line.family_id,
-                line.purse.name(),
-            )
-            .await?
-            .ok_or_else(|| {
-                line_err(
-                    line.line,
-                    format!(
-                        "unknown family {} in programme {programme_id}",
-                        line.family_id
-                    ),
-                )
-            })?;
-        match posted_amount(db, line).await? {
-            Some(amount) if amount != line.amount_minor => {
-                return Err(line_err(
-                    line.line,
-                    "already disbursed with a different amount".into(),
-                ));
-            }
-            Some(_) => summary.unchanged += 1,
-            None => {
-                cleared_cards(db, purse_account, line, &mut batch).await?;
-                batch.push(
-                    transfer(line, programme_id, calendar, now),
-                    &[
-                        (funding, -line.amount_minor),
-                        (purse_account, line.amount_minor),
-                    ],
-                );
-                summary.added += 1;
-            }
-        }
-    }
-    if !batch.is_empty() {
-        LedgerWriter::new(db.clone(), source)
-            .commit(&mut batch, now.0)
-            .await?;
-    }
-    Ok(summary)
+    Ok(lines)
 }
 
 async fn posted_amount(db: &Db, line: &Line) -> Result<Option<i64>, ImportError> {

@@ -18,30 +18,7 @@ pub async fn import(
     name: &str,
     text: &str,
 ) -> Result<ImportSummary, ImportError> {
-    let mut rows = Vec::new();
-    for (line, r) in read_csv(name, text, &HEADER)? {
-        let f = |i: usize| r.get(i).unwrap_or("").trim().to_string();
-        let (id, provider_name, channel) = (f(0), f(1), f(2));
-        let reason = if id.is_empty() || id.len() > PROVIDER_ID_LEN_MAX || !id.is_ascii() {
-            Some(format!(
-                "provider_id must be 1-{PROVIDER_ID_LEN_MAX} ASCII characters"
-            ))
-        } else if provider_name.is_empty() {
-            Some("name is empty".to_string())
-        } else if !CHANNELS.contains(&channel.as_str()) {
-            Some("channel must be clinic or school".to_string())
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
-            return Err(ImportError::Line {
-                file: name.to_string(),
-                line,
-                reason,
-            });
-        }
-        rows.push((line, id, provider_name, channel));
-    }
+    let rows = parse_file(name, text)?;
     let mut conn = db.open_connection().await?;
     begin_exclusive(db.backend, &mut conn)
         .await
@@ -86,4 +63,35 @@ pub async fn import(
         .await
         .map_err(LedgerError::from)?;
     Ok(summary)
+}
+
+type ProviderLine = (u64, String, String, String);
+
+/// (line, provider id, name, channel) of every row, or the first bad line.
+fn parse_file(name: &str, text: &str) -> Result<Vec<ProviderLine>, ImportError> {
+    let mut rows = Vec::new();
+    for (line, r) in read_csv(name, text, &HEADER)? {
+        let f = |i: usize| r.get(i).unwrap_or("").trim().to_string();
+        let (id, provider_name, channel) = (f(0), f(1), f(2));
+        let reason = if id.is_empty() || id.len() > PROVIDER_ID_LEN_MAX || !id.is_ascii() {
+            Some(format!(
+                "provider_id must be 1-{PROVIDER_ID_LEN_MAX} ASCII characters"
+            ))
+        } else if provider_name.is_empty() {
+            Some("name is empty".to_string())
+        } else if !CHANNELS.contains(&channel.as_str()) {
+            Some("channel must be clinic or school".to_string())
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(ImportError::Line {
+                file: name.to_string(),
+                line,
+                reason,
+            });
+        }
+        rows.push((line, id, provider_name, channel));
+    }
+    Ok(rows)
 }
