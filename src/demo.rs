@@ -9,11 +9,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{IsoClient, TxnSpec};
+use crate::client::IsoClient;
 use crate::config::{Config, Framing, DEFAULT_TOML};
 use crate::domain::pan::luhn_check_digit;
 use crate::security::keys::TdesKey;
-use crate::security::pin::{encrypt_pin_block, ibm3624_offset, DecimalisationTable, Pin};
+use crate::security::pin::{ibm3624_offset, DecimalisationTable, Pin};
 
 /// A card of the synthetic province, with its PIN (demo data only).
 #[derive(Clone)]
@@ -97,30 +97,8 @@ pub async fn run(families: u32, seconds: u64) -> anyhow::Result<()> {
         "multiguna demo: building a province of {families} families in {}",
         dir.path().display()
     );
-    let cards = write_province(&config, dir.path(), families, 8583)?;
-    let db = crate::cli::open_db(&config).await?;
-    let read = |name: &str| std::fs::read_to_string(dir.path().join(name));
-    crate::import::beneficiaries::import(
-        &db,
-        "beneficiaries.csv",
-        &read("beneficiaries.csv")?,
-        "jamsosratu",
-    )
-    .await?;
-    crate::import::providers::import(&db, &config, "providers.csv", &read("providers.csv")?)
-        .await?;
-    let calendar = crate::domain::time::BusinessCalendar::new(420, "23:59:59")
-        .ok_or_else(|| anyhow::anyhow!("calendar"))?;
-    crate::import::disbursements::disburse(
-        &db,
-        &calendar,
-        "disbursements.csv",
-        &read("disbursements.csv")?,
-        "jamsosratu",
-        "cli",
-    )
-    .await?;
-    db.close().await;
+    let cards = load_province(&config, dir.path(), families).await?;
+    let providers = crate::loadgen::cards::providers_in(dir.path())?;
 
     let shutdown = CancellationToken::new();
     crate::server::cancel_on_signal(shutdown.clone());
@@ -141,7 +119,13 @@ pub async fn run(families: u32, seconds: u64) -> anyhow::Result<()> {
             }
         };
         let (counts, ()) = tokio::join!(
-            traffic(config.clone(), addr, cards.clone(), shutdown.clone()),
+            traffic(
+                config.clone(),
+                addr,
+                cards.clone(),
+                providers.clone(),
+                shutdown.clone()
+            ),
             stopper
         );
         anyhow::Ok(counts?)
@@ -157,6 +141,44 @@ pub async fn run(families: u32, seconds: u64) -> anyhow::Result<()> {
     );
     let _ = dir.keep();
     Ok(())
+}
+
+/// Writes the synthetic province into `dir` and loads it as an operator would: import
+/// beneficiaries and providers, then the first tranche.
+async fn load_province(
+    config: &Config,
+    dir: &std::path::Path,
+    families: u32,
+) -> anyhow::Result<Vec<DemoCard>> {
+    let cards = write_province(config, dir, families, 8583)?;
+    let db = crate::cli::open_db(config).await?;
+    let read = |name: &str| std::fs::read_to_string(dir.join(name));
+    let programme = config.switch.default_programme.clone();
+    crate::import::beneficiaries::import(
+        &db,
+        "beneficiaries.csv",
+        &read("beneficiaries.csv")?,
+        &programme,
+    )
+    .await?;
+    crate::import::providers::import(&db, config, "providers.csv", &read("providers.csv")?).await?;
+    let calendar = crate::domain::time::BusinessCalendar::new(
+        config.switch.utc_offset_minutes,
+        &config.switch.business_day_cutover,
+    )
+    .ok_or_else(|| anyhow::anyhow!("config: bad business day settings"))?;
+    let disbursements = read("disbursements.csv")?;
+    crate::import::disbursements::disburse(
+        &db,
+        &calendar,
+        "disbursements.csv",
+        &disbursements,
+        &programme,
+        "cli",
+    )
+    .await?;
+    db.close().await;
+    Ok(cards)
 }
 
 fn print_guide(addr: SocketAddr, cards: &[DemoCard]) {
@@ -178,20 +200,36 @@ fn print_guide(addr: SocketAddr, cards: &[DemoCard]) {
 }
 
 /// One simulated terminal per channel, round-robin over the cards.
+/// One simulated terminal sending the load generator's channel mix (all five channels
+/// and balance inquiries) at a walking pace, so the dashboard has something to show.
 async fn traffic(
     config: Config,
     addr: SocketAddr,
     cards: Vec<DemoCard>,
+    providers: (Option<String>, Option<String>),
     stop: CancellationToken,
 ) -> anyhow::Result<(u64, u64)> {
+    let pairs = cards.into_iter().map(|c| (c.pan, c.pin)).collect();
+    let cards = crate::loadgen::cards::with_pin_blocks(&config, pairs)?;
+    let mix = crate::loadgen::mix::Mix::parse(crate::loadgen::mix::DEFAULT_MIX)?;
+    let factory = crate::loadgen::mix::Factory::new(&config, cards, mix, providers)?;
     let mut client = IsoClient::connect(addr, Framing::Len2).await?;
     let mut rng = StdRng::seed_from_u64(1);
     let (mut sent, mut approved) = (0u64, 0u64);
     let mut last_report = tokio::time::Instant::now();
     while !stop.is_cancelled() {
-        let card = &cards[rng.gen_range(0..cards.len())];
-        let spec = demo_request(&config, card, sent as u32 + 1, &mut rng)?;
-        let Ok(answer) = client.request(&spec.build()).await else {
+        let stan = (sent % 999_999) as u32 + 1;
+        let slot = crate::loadgen::mix::Slot {
+            stan,
+            terminal: "DEMO0001",
+            transmitted: &crate::client::transmission_time_now(),
+            rrn: format!("{stan:012}"),
+        };
+        let built = factory.build(&mut rng, slot);
+        if client.send_raw(built.bytes).await.is_err() {
+            break;
+        }
+        let Ok(answer) = client.receive().await else {
             break;
         };
         sent += 1;
@@ -205,91 +243,4 @@ async fn traffic(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok((sent, approved))
-}
-
-fn demo_request(
-    config: &Config,
-    card: &DemoCard,
-    stan: u32,
-    rng: &mut StdRng,
-) -> anyhow::Result<TxnSpec> {
-    let (acquirer, mcc, processing, amount, acceptor, private, pin) = match rng.gen_range(0..6) {
-        0 => (
-            "360001",
-            "6011",
-            "010000",
-            50_000 * rng.gen_range(1..4u64),
-            None,
-            None,
-            true,
-        ),
-        1 => (
-            "360002",
-            "5411",
-            "000000",
-            rng.gen_range(5_000..80_000u64),
-            None,
-            None,
-            true,
-        ),
-        2 => (
-            "360003",
-            "8011",
-            "000000",
-            2_500_000 * rng.gen_range(1..4u64),
-            Some("KLINIK-SERANG-0"),
-            Some("SVC=CONSULT"),
-            true,
-        ),
-        3 => (
-            "360003",
-            "8211",
-            "000000",
-            5_000_000,
-            Some("SDN-SERANG-01"),
-            Some("SVC=UNIFORM"),
-            true,
-        ),
-        4 => (
-            "360004",
-            "4111",
-            "000000",
-            3_500,
-            None,
-            Some("ROUTE=SRG-BTN;BUS=B1234"),
-            false,
-        ),
-        _ => ("360001", "6011", "310000", 0, None, None, true),
-    };
-    let pin_block = if pin {
-        let link = config
-            .acquirers
-            .iter()
-            .find(|a| a.id == acquirer)
-            .ok_or_else(|| anyhow::anyhow!("acquirer"))?;
-        let zpk = TdesKey::from_hex(&link.zone_pin_key)?;
-        Some(hex::encode_upper(encrypt_pin_block(
-            &card.pan,
-            &Pin::new(&card.pin)?,
-            &zpk,
-        )?))
-    } else {
-        None
-    };
-    Ok(TxnSpec {
-        mti: "0200".into(),
-        pan: Some(card.pan.clone()),
-        processing: processing.into(),
-        amount: Some(amount),
-        stan,
-        transmitted: crate::client::transmission_time_now(),
-        mcc: Some(mcc.into()),
-        acquirer: acquirer.into(),
-        rrn: Some(format!("{stan:012}")),
-        terminal: format!("DEMO{mcc}"),
-        acceptor: acceptor.map(str::to_string),
-        private: private.map(str::to_string),
-        pin_block,
-        ..TxnSpec::default()
-    })
 }

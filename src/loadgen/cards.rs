@@ -96,7 +96,7 @@ fn pin_from_offset(
         .collect()
 }
 
-fn with_pin_blocks(config: &Config, pairs: Vec<(String, String)>) -> anyhow::Result<Vec<Card>> {
+pub fn with_pin_blocks(config: &Config, pairs: Vec<(String, String)>) -> anyhow::Result<Vec<Card>> {
     let mut keys = Vec::new();
     for id in PIN_ACQUIRERS {
         let link = config
@@ -120,7 +120,7 @@ fn with_pin_blocks(config: &Config, pairs: Vec<(String, String)>) -> anyhow::Res
 }
 
 /// First clinic and first school of `dir/providers.csv` (`provider_id,name,channel`).
-fn providers_in(dir: &Path) -> anyhow::Result<(Option<String>, Option<String>)> {
+pub fn providers_in(dir: &Path) -> anyhow::Result<(Option<String>, Option<String>)> {
     let path = dir.join("providers.csv");
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok((None, None));

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use super::mix::{Factory, Kind, Slot};
-use super::report::Stats;
+use super::report::{Approval, Stats};
 use crate::client::transmission_time_now;
 use crate::config::Framing;
 use crate::iso8583::{Message, Mti};
@@ -76,6 +76,13 @@ pub struct Plan {
     pub schedule: Option<Schedule>,
     pub timeout: Duration,
     pub seed: u64,
+    /// Keep every approved request's key (`--record`).
+    pub record: bool,
+}
+
+/// F41 of connection `index`: each connection is a terminal of its own.
+pub fn terminal_id(index: u32) -> String {
+    format!("LG{index:06}")
 }
 
 struct Pending {
@@ -87,6 +94,8 @@ struct Pending {
     kind: Kind,
     processing: &'static str,
     amount: u64,
+    /// F7 as sent: with F32, F41 and F11 the key the ledger stores the answer under.
+    transmitted: [u8; 10],
 }
 
 enum Due {
@@ -164,7 +173,7 @@ impl Conn {
         let first = plan.schedule.map_or_else(Instant::now, |s| s.first);
         Conn {
             // One terminal per connection, so F41 tells the connections' answers apart.
-            terminal: format!("LG{:06}", plan.index),
+            terminal: terminal_id(plan.index),
             rng: StdRng::seed_from_u64(plan.seed ^ u64::from(plan.index).wrapping_mul(0x9E37)),
             pending: HashMap::with_capacity(plan.depth * 2),
             // A random start: two runs against one switch in the same second would
@@ -261,10 +270,14 @@ impl Conn {
 
     fn request(&mut self, intended: Instant) -> Vec<u8> {
         let stan = self.allocate_stan();
+        let f7 = self.clock.now();
+        let mut transmitted = [b'0'; 10];
+        let n = f7.len().min(transmitted.len());
+        transmitted[..n].copy_from_slice(&f7.as_bytes()[..n]);
         let slot = Slot {
             stan,
             terminal: &self.terminal,
-            transmitted: self.clock.now(),
+            transmitted: f7,
             rrn: format!(
                 "{:04}{:08}",
                 self.plan.index % 10_000,
@@ -280,6 +293,7 @@ impl Conn {
                 kind: built.kind,
                 processing: built.processing,
                 amount: built.amount,
+                transmitted,
             },
         );
         self.stats.sent += 1;
@@ -309,11 +323,21 @@ impl Conn {
             return;
         };
         match check(&message, &pending) {
-            Ok(code) => self.stats.answer(
-                pending.kind.name(),
-                code,
-                now.saturating_duration_since(pending.intended),
-            ),
+            Ok(code) => {
+                if self.plan.record && code == "00" {
+                    self.stats.approvals.push(Approval {
+                        acquirer: pending.kind.acquirer(),
+                        connection: self.plan.index,
+                        stan: stan.unwrap_or_default(),
+                        transmitted: pending.transmitted,
+                    });
+                }
+                self.stats.answer(
+                    pending.kind.name(),
+                    code,
+                    now.saturating_duration_since(pending.intended),
+                )
+            }
             Err(kind) => self.stats.error(kind, 1),
         }
     }

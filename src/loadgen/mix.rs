@@ -61,6 +61,11 @@ impl Kind {
         }
     }
 
+    /// The acquirer (F32) this kind of request is sent for.
+    pub fn acquirer(self) -> &'static str {
+        self.route().0
+    }
+
     /// Rupiah: ATM 50,000 (the channel's multiple), everything else a few thousand.
     fn amount_rupiah(self, rng: &mut StdRng) -> u64 {
         match self {

@@ -9,9 +9,9 @@
 //! `--cards FILE` reads a beneficiaries CSV. It only targets loopback addresses: it is a
 //! benchmark tool, not something to point at a production switch.
 
-mod cards;
+pub mod cards;
 mod conn;
-mod mix;
+pub mod mix;
 mod report;
 
 use std::net::SocketAddr;
@@ -71,6 +71,12 @@ pub struct LoadgenArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Write every approved (00) request's key to FILE, a CSV line each:
+    /// `acquirer,terminal,stan,transmitted` (F32, F41, F11, F7 as sent), to check
+    /// against the ledger's transfers. Written at the end, even when the switch went
+    /// away mid-run.
+    #[arg(long)]
+    pub record: Option<PathBuf>,
 }
 
 pub async fn run(config: &Config, args: LoadgenArgs) -> anyhow::Result<()> {
@@ -104,12 +110,29 @@ pub async fn run(config: &Config, args: LoadgenArgs) -> anyhow::Result<()> {
     for task in tasks {
         stats.merge(task.await.context("connection task")?);
     }
+    if let Some(file) = &args.record {
+        write_approvals(file, &stats.approvals)?;
+    }
     let report = Report::new(settings(&args, addr, card_count), stats, start);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{}", report.text());
     }
+    Ok(())
+}
+
+fn write_approvals(file: &std::path::Path, approvals: &[report::Approval]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let context = || format!("--record {}", file.display());
+    let mut out = std::io::BufWriter::new(std::fs::File::create(file).with_context(context)?);
+    out.write_all(b"acquirer,terminal,stan,transmitted\n")
+        .with_context(context)?;
+    for approval in approvals {
+        out.write_all(approval.csv_line().as_bytes())
+            .with_context(context)?;
+    }
+    out.flush().with_context(context)?;
     Ok(())
 }
 
@@ -177,6 +200,7 @@ fn plan(args: &LoadgenArgs, index: u32, start: Instant, budget: Option<Arc<Budge
         schedule,
         timeout: secs(args.timeout_s),
         seed: args.seed,
+        record: args.record.is_some(),
     }
 }
 

@@ -19,7 +19,12 @@ pub struct Stats {
     pub errors: BTreeMap<&'static str, u64>,
     pub latency_us: Histogram<u64>,
     pub codes: BTreeMap<String, u64>,
+    /// Latency per response code, so fast declines (91 under overload) and approvals
+    /// can be told apart.
+    pub latency_by_code: BTreeMap<String, Histogram<u64>>,
     pub by_channel: BTreeMap<&'static str, BTreeMap<String, u64>>,
+    /// `--record`: every approved request's key, for checking against the ledger.
+    pub approvals: Vec<Approval>,
     /// Open loop: sends that were due before the end but never made (the switch was
     /// so slow that `depth` requests stayed in flight).
     pub unsent_scheduled: u64,
@@ -33,10 +38,11 @@ impl Stats {
             sent: 0,
             answered: 0,
             errors: BTreeMap::new(),
-            latency_us: Histogram::new_with_bounds(1, LATENCY_MAX_US, 3)
-                .expect("static histogram bounds are valid"),
+            latency_us: histogram(),
             codes: BTreeMap::new(),
+            latency_by_code: BTreeMap::new(),
             by_channel: BTreeMap::new(),
+            approvals: Vec::new(),
             unsent_scheduled: 0,
             finished: None,
         }
@@ -51,8 +57,16 @@ impl Stats {
     pub fn answer(&mut self, channel: &'static str, code: &str, latency: Duration) {
         self.answered += 1;
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.latency_us
-            .saturating_record(us.clamp(1, LATENCY_MAX_US));
+        let us = us.clamp(1, LATENCY_MAX_US);
+        self.latency_us.saturating_record(us);
+        match self.latency_by_code.get_mut(code) {
+            Some(h) => h.saturating_record(us),
+            None => {
+                let mut h = histogram();
+                h.saturating_record(us);
+                self.latency_by_code.insert(code.to_string(), h);
+            }
+        }
         bump(&mut self.codes, code);
         bump(self.by_channel.entry(channel).or_default(), code);
     }
@@ -68,6 +82,17 @@ impl Stats {
         for (code, n) in other.codes {
             *self.codes.entry(code).or_default() += n;
         }
+        for (code, h) in other.latency_by_code {
+            match self.latency_by_code.get_mut(&code) {
+                Some(mine) => {
+                    let _ = mine.add(&h);
+                }
+                None => {
+                    self.latency_by_code.insert(code, h);
+                }
+            }
+        }
+        self.approvals.extend(other.approvals);
         for (channel, codes) in other.by_channel {
             let mine = self.by_channel.entry(channel).or_default();
             for (code, n) in codes {
@@ -76,6 +101,32 @@ impl Stats {
         }
         self.unsent_scheduled += other.unsent_scheduled;
         self.finished = self.finished.max(other.finished);
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("static histogram bounds are valid")
+}
+
+/// An approved request's idempotency key as sent: F32, the connection (F41 is
+/// `LG` and its index), F11 and F7.
+pub struct Approval {
+    pub acquirer: &'static str,
+    pub connection: u32,
+    pub stan: u32,
+    pub transmitted: [u8; 10],
+}
+
+impl Approval {
+    /// One CSV line: `acquirer,terminal,stan,transmitted`, as the ledger stores them.
+    pub fn csv_line(&self) -> String {
+        format!(
+            "{},{},{:06},{}\n",
+            self.acquirer,
+            super::conn::terminal_id(self.connection),
+            self.stan,
+            String::from_utf8_lossy(&self.transmitted)
+        )
     }
 }
 
@@ -117,6 +168,16 @@ pub struct LatencyMs {
     pub mean: f64,
 }
 
+/// Latency of the answers with one response code. Its own key names, so a report's
+/// top-level `p50`, `p99` ... stay unique (benches/run.sh reads them with sed).
+#[derive(Serialize)]
+pub struct CodeLatency {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
 #[derive(Serialize)]
 pub struct Report {
     #[serde(flatten)]
@@ -130,6 +191,7 @@ pub struct Report {
     pub throughput_per_s: f64,
     pub latency_ms: LatencyMs,
     pub response_codes: BTreeMap<String, u64>,
+    pub latency_by_code: BTreeMap<String, CodeLatency>,
     pub by_channel: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
@@ -174,6 +236,19 @@ impl Report {
                 mean: h.mean() / 1_000.0,
             },
             response_codes: stats.codes,
+            latency_by_code: stats
+                .latency_by_code
+                .iter()
+                .map(|(code, h)| {
+                    let latency = CodeLatency {
+                        count: h.len(),
+                        p50_ms: ms(h.value_at_quantile(0.50)),
+                        p99_ms: ms(h.value_at_quantile(0.99)),
+                        max_ms: ms(h.max()),
+                    };
+                    (code.clone(), latency)
+                })
+                .collect(),
             by_channel: stats
                 .by_channel
                 .into_iter()
@@ -218,6 +293,13 @@ impl Report {
             l.p50, l.p90, l.p99, l.p999, l.max
         );
         let _ = writeln!(out, "response codes {}", codes(&self.response_codes));
+        for (code, l) in &self.latency_by_code {
+            let _ = writeln!(
+                out,
+                "  rc {code} latency ms  p50 {:.3}  p99 {:.3}  max {:.3}",
+                l.p50_ms, l.p99_ms, l.max_ms
+            );
+        }
         for (channel, by_code) in &self.by_channel {
             let _ = writeln!(out, "  {channel:<10} {}", codes(by_code));
         }
@@ -274,5 +356,7 @@ mod tests {
         let json: serde_json::Value = serde_json::to_value(&report).unwrap();
         assert_eq!(json["mode"], "closed");
         assert_eq!(json["error_kinds"]["timeout"], 1);
+        assert_eq!(report.latency_by_code["00"].count, 2);
+        assert!((report.latency_by_code["51"].max_ms - 3.0).abs() < 0.01);
     }
 }
