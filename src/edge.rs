@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::money::minor_to_wire;
 use crate::domain::pan::Pan;
 use crate::domain::request::{
-    AccountChoice, MessageClass, OriginalData, PrivateData, Request, RequestKey, TxnType,
+    AccountChoice, MessageClass, OriginalData, PinBlock, PrivateData, Request, RequestKey, TxnType,
 };
 use crate::domain::response::{Response, ResponseCode};
 use crate::iso8583::{Message, MessageBuilder, Mti};
@@ -218,13 +218,13 @@ fn card_data(message: &Message<'_>) -> Option<(Option<Pan>, Option<u16>)> {
     Some((Some(Pan::parse(pan)?), expiry.or(Some(track_expiry))))
 }
 
-fn pin_block(message: &Message<'_>) -> Option<Option<[u8; 8]>> {
+fn pin_block(message: &Message<'_>) -> Option<Option<PinBlock>> {
     let Some(text) = message.field_str(52) else {
         return Some(None);
     };
     let mut block = [0u8; 8];
     hex::decode_to_slice(text, &mut block).ok()?;
-    Some(Some(block))
+    Some(Some(PinBlock(block)))
 }
 
 /// F48 `KEY=VALUE;KEY=VALUE`; unknown keys are ignored, a pair without `=` is malformed.

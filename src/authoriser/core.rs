@@ -178,7 +178,7 @@ impl Core {
             &self.policy,
             acquirer,
             pan.digits(),
-            block,
+            &block.0,
             &card.pin_offset,
         );
         let card = &mut self.state.cards[card_idx as usize];

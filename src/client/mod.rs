@@ -85,7 +85,7 @@ impl IsoClient {
 }
 
 /// The fields of a typical request; `build` makes the ISO 8583 message.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct TxnSpec {
     pub mti: String,
     pub pan: Option<String>,
@@ -139,6 +139,25 @@ impl TxnSpec {
         set(90, self.original.as_deref());
         set(95, self.replacement.as_deref());
         b
+    }
+}
+
+/// Masks the PAN and the PIN block, like every other type that carries them.
+impl std::fmt::Debug for TxnSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxnSpec")
+            .field("mti", &self.mti)
+            .field(
+                "pan",
+                &self.pan.as_deref().map(crate::domain::pan::mask_pan),
+            )
+            .field("processing", &self.processing)
+            .field("amount", &self.amount)
+            .field("stan", &self.stan)
+            .field("acquirer", &self.acquirer)
+            .field("terminal", &self.terminal)
+            .field("pin_block", &self.pin_block.as_ref().map(|_| "****"))
+            .finish_non_exhaustive()
     }
 }
 

@@ -128,7 +128,7 @@ pub struct Request {
     /// F42: merchant, provider or operator id.
     pub acceptor_id: Option<String>,
     /// F52 as its 16 hex characters.
-    pub pin_block: Option<[u8; 8]>,
+    pub pin_block: Option<PinBlock>,
     pub private: PrivateData,
     pub original: Option<OriginalData>,
     /// F95 first 12 digits: what was actually completed, in the link's exponent.
@@ -142,4 +142,54 @@ pub struct PrivateData {
     pub route: Option<String>,
     pub bus: Option<String>,
     pub tap: Option<String>,
+}
+
+/// F52 as received: an encrypted PIN block. `Debug` never shows it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PinBlock(pub [u8; 8]);
+
+impl std::fmt::Debug for PinBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PinBlock(****)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_request_shows_neither_pan_nor_pin_block() {
+        let request = Request {
+            class: MessageClass::Financial,
+            mti: "0200".into(),
+            repeat: false,
+            key: RequestKey {
+                acquirer: "1".into(),
+                terminal: "T".into(),
+                stan: "1".into(),
+                transmitted: "1".into(),
+            },
+            content_sha: [0; 32],
+            txn_type: Some(TxnType::Purchase),
+            from_account: AccountChoice::ChannelDefault,
+            to_account: AccountChoice::ChannelDefault,
+            amount_wire: 1,
+            currency: None,
+            pan: Pan::parse("6034561234567897"),
+            card_sha: None,
+            expiry: None,
+            mcc: None,
+            rrn: None,
+            acceptor_id: None,
+            pin_block: Some(PinBlock([0xAB, 0xCD, 0xEF, 0x01, 0x23, 0x45, 0x67, 0x89])),
+            private: PrivateData::default(),
+            original: None,
+            replacement_amount_wire: None,
+        };
+        let text = format!("{request:?}");
+        assert!(!text.contains("6034561234567897"));
+        assert!(!text.contains("171, 205") && !text.to_lowercase().contains("abcdef"));
+        assert!(text.contains("603456******7897") && text.contains("PinBlock(****)"));
+    }
 }
