@@ -179,7 +179,7 @@ impl Core {
             acquirer,
             pan.digits(),
             &block.0,
-            &card.pin_offset,
+            card.pin_offset.as_str(),
         );
         let card = &mut self.state.cards[card_idx as usize];
         if right {
@@ -495,7 +495,7 @@ impl Core {
             transmitted: request.key.transmitted.clone(),
             rrn: request.rrn.clone().unwrap_or_default(),
             content_sha: hex::encode(request.content_sha),
-            card_sha: card.map(|c| c.card_sha.to_string()).unwrap_or_default(),
+            card_sha: card.map(|c| c.card_sha_hex()).unwrap_or_default(),
             family_id: wallet.map(|w| w.family_id.to_string()).unwrap_or_default(),
             programme_id: programme.map(|p| p.id.clone()).unwrap_or_default(),
             channel: channel.unwrap_or_default(),

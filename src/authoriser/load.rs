@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use sqlx::AnyConnection;
 
-use super::state::{Card, State, Wallet};
+use super::state::{card_key, Card, PinOffset, State, Wallet};
 use crate::domain::money::Purse;
 use crate::domain::time::TimestampMs;
 use crate::ledger::read::{AccountRow, CardEventRow, CardRow, FamilyRow, ProviderRow};
@@ -150,7 +150,10 @@ pub(super) fn add_cards(state: &mut State, cards: &[CardRow]) {
         let Some(&wallet) = state.wallet_index.get(c.family_id.as_str()) else {
             continue;
         };
-        let card_sha: Arc<str> = Arc::from(c.card_sha.as_str());
+        // A row that is not a SHA-256 cannot match any PAN: skip it.
+        let Some(card_sha) = card_key(&c.card_sha) else {
+            continue;
+        };
         if state.card_index.contains_key(&card_sha) {
             continue;
         }
@@ -158,10 +161,10 @@ pub(super) fn add_cards(state: &mut State, cards: &[CardRow]) {
         state.wallets[wallet as usize].cards.push(idx);
         state.cards.push(Card {
             wallet,
-            card_sha: card_sha.clone(),
+            card_sha,
             expiry: c.expiry.parse().unwrap_or(0),
             status: CardStatus::Active,
-            pin_offset: c.pin_offset.clone(),
+            pin_offset: PinOffset::parse(&c.pin_offset).unwrap_or_default(),
             pin_fails: 0,
             pin_locked: false,
             pin_unlocked_at_ms: 0,
@@ -198,7 +201,7 @@ pub(super) fn add_providers(
 pub(super) fn apply_card_events(state: &mut State, events: &[CardEventRow]) {
     for e in events {
         state.cursor.card_event_seq = state.cursor.card_event_seq.max(e.seq);
-        let Some(&idx) = state.card_index.get(e.card_sha.as_str()) else {
+        let Some(idx) = state.card_by_sha(&e.card_sha) else {
             continue;
         };
         let card = &mut state.cards[idx as usize];

@@ -98,6 +98,7 @@ pub async fn start(
         health: Arc::clone(&health),
         batch: Batch::default(),
         stale: false,
+        rebuild: None,
     };
     let join = tokio::spawn(task.run(config));
     Ok((AuthoriserHandle { tx, health }, join))
@@ -113,6 +114,10 @@ struct Authoriser {
     /// The in-memory state no longer matches the ledger (a commit failed and the
     /// rebuild has not succeeded yet): everything gets 91 until it does.
     stale: bool,
+    /// The rebuild in progress while stale. It runs as a task of its own so that
+    /// requests meanwhile get their 91 at once: with the database gone, one attempt
+    /// waits out the pool's acquire timeout (10 s for a refused server).
+    rebuild: Option<tokio::task::JoinHandle<Result<State, crate::ledger::LedgerError>>>,
 }
 
 impl Authoriser {
@@ -144,8 +149,38 @@ impl Authoriser {
         tracing::info!("authoriser stopped: queue closed and drained");
     }
 
-    /// Between batches, so it never interleaves with a commit of ours.
+    /// Installs the rebuilt state if the rebuild task has finished; with `start`, begins
+    /// an attempt when none is running. No batch of ours is written while stale, so
+    /// the snapshot the task reads is the ledger as it stands; batches of other writers
+    /// after it are picked up by the next sync from the snapshot's cursor.
+    async fn poll_rebuild(&mut self, start: bool) {
+        if let Some(task) = self.rebuild.take_if(|task| task.is_finished()) {
+            match task.await {
+                Ok(Ok(state)) => {
+                    self.core.state = state;
+                    self.stale = false;
+                    tracing::warn!("state rebuilt from the ledger after a failed commit");
+                }
+                Ok(Err(err)) => tracing::error!(error = %err, "state rebuild failed; answering 91"),
+                Err(err) => {
+                    tracing::error!(error = %err, "state rebuild task failed; answering 91")
+                }
+            }
+        }
+        if start && self.stale && self.rebuild.is_none() {
+            let (db, policy) = (self.db.clone(), Arc::clone(&self.core.policy));
+            self.rebuild = Some(tokio::spawn(async move {
+                State::load(&db, &policy, TimestampMs::now()).await
+            }));
+        }
+    }
+
+    /// Between batches, so it never interleaves with a commit of ours. Not while stale:
+    /// the database may be gone, and waiting for it would hold up the 91s.
     async fn checkpoint(&mut self) {
+        if self.stale {
+            return;
+        }
         match self.db.write_checkpoint(TimestampMs::now().0).await {
             Ok(Some(batch_seq)) => tracing::info!(batch_seq, "balances checkpointed"),
             Ok(None) => {}
@@ -156,7 +191,8 @@ impl Authoriser {
     async fn process(&mut self, jobs: &mut Vec<Job>) {
         crate::admin::metrics::authoriser_queue_depth(self.rx.len());
         if self.stale {
-            self.sync_or_rebuild().await;
+            // Only takes a finished rebuild; never waits for one.
+            self.poll_rebuild(false).await;
         }
         let now = TimestampMs::now();
         self.batch.clear();
@@ -184,6 +220,7 @@ impl Authoriser {
                 for (_, response) in replies.iter_mut() {
                     *response = Response::declined(ResponseCode::LedgerUnavailable);
                 }
+                self.poll_rebuild(true).await;
             } else {
                 self.health.ledger_writable.store(true, Ordering::Relaxed);
             }
@@ -194,17 +231,11 @@ impl Authoriser {
         }
     }
 
-    /// Picks up what others wrote, or rebuilds the state after a failed commit.
+    /// Picks up what others wrote, or goes on rebuilding the state after a failed
+    /// commit (a failed attempt is retried here, once a sync interval).
     async fn sync_or_rebuild(&mut self) {
         if self.stale {
-            match State::load(&self.db, &self.core.policy, TimestampMs::now()).await {
-                Ok(state) => {
-                    self.core.state = state;
-                    self.stale = false;
-                    tracing::warn!("state rebuilt from the ledger after a failed commit");
-                }
-                Err(err) => tracing::error!(error = %err, "state rebuild failed; answering 91"),
-            }
+            self.poll_rebuild(true).await;
             return;
         }
         if let Err(err) = sync::pick_up(&self.db, &mut self.core).await {

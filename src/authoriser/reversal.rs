@@ -435,7 +435,7 @@ impl Core {
             .iter()
             .map(|c| {
                 (
-                    self.state.cards[*c as usize].card_sha.to_string(),
+                    self.state.cards[*c as usize].card_sha_hex(),
                     DENY_NEGATIVE.to_string(),
                 )
             })

@@ -41,10 +41,11 @@ impl Wallet {
 #[derive(Clone)]
 pub struct Card {
     pub wallet: WalletIdx,
-    pub card_sha: Arc<str>,
+    /// SHA-256 of the PAN, 32 bytes (not its 64-character hex: 2 M cards at scale).
+    pub card_sha: CardKey,
     pub expiry: u16,
     pub status: CardStatus,
-    pub pin_offset: String,
+    pub pin_offset: PinOffset,
     pub pin_fails: u8,
     pub pin_locked: bool,
     /// When an operator last unlocked the PIN: wrong tries before it no longer count.
@@ -63,7 +64,49 @@ impl std::fmt::Debug for Card {
     }
 }
 
+/// A card's key: the SHA-256 of its PAN.
+pub type CardKey = [u8; 32];
+
+/// The binary key of a hex SHA-256; `None` for anything else.
+pub fn card_key(hex_sha: &str) -> Option<CardKey> {
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(hex_sha, &mut key).ok()?;
+    Some(key)
+}
+
+/// An IBM 3624 PIN offset (4 to 12 digits) kept inline: no heap allocation per card.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct PinOffset {
+    digits: [u8; 12],
+    len: u8,
+}
+
+impl PinOffset {
+    /// `None` unless 1 to 12 decimal digits.
+    pub fn parse(text: &str) -> Option<PinOffset> {
+        let ok = (1..=12).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
+        if !ok {
+            return None;
+        }
+        let mut digits = [0u8; 12];
+        digits[..text.len()].copy_from_slice(text.as_bytes());
+        Some(PinOffset {
+            digits,
+            len: text.len() as u8,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.digits[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
 impl Card {
+    /// The key as the ledger writes it: lower-case hex.
+    pub fn card_sha_hex(&self) -> String {
+        hex::encode(self.card_sha)
+    }
+
     pub fn view(&self) -> CardView {
         CardView {
             status: self.status,
@@ -175,7 +218,7 @@ pub struct State {
     pub wallets: Vec<Wallet>,
     pub wallet_index: HashMap<Arc<str>, WalletIdx>,
     pub cards: Vec<Card>,
-    pub card_index: HashMap<Arc<str>, CardIdx>,
+    pub card_index: HashMap<CardKey, CardIdx>,
     /// Per programme: the funding account.
     pub funding_accounts: Vec<i64>,
     /// (programme, acquirer id) -> settlement account.
@@ -305,7 +348,8 @@ impl State {
         self.journal.insert(key, record);
     }
 
+    /// The card whose PAN hashes to `card_sha` (lower-case hex, as stored).
     pub fn card_by_sha(&self, card_sha: &str) -> Option<CardIdx> {
-        self.card_index.get(card_sha).copied()
+        self.card_index.get(&card_key(card_sha)?).copied()
     }
 }

@@ -3,12 +3,22 @@
 //! disbursements) committed by other writers. Runs inside the authoriser between
 //! batches, so the state is never touched by two tasks.
 
+use std::time::Duration;
+
 use super::core::Core;
 use super::load::{add_cards, add_families, add_providers, add_purse_accounts, apply_card_events};
 use crate::ledger::{Db, LedgerError};
 
+/// A sync that cannot have a connection within this skips its turn: the database is
+/// away, and the requests queued behind the sync must not wait out the pool's own
+/// acquire timeout (10 s for a refused server) before their commit fails with 91.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
 pub(super) async fn pick_up(db: &Db, core: &mut Core) -> Result<(), LedgerError> {
-    let mut conn = db.pool.acquire().await?;
+    // Nothing is touched before the connection is there, so giving up is safe.
+    let mut conn = tokio::time::timeout(ACQUIRE_TIMEOUT, db.pool.acquire())
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)??;
     let cursor = core.state.cursor;
     let state = &mut core.state;
     let policy = &core.policy;

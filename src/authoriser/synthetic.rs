@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::state::{Card, State, Wallet};
+use super::state::{card_key, Card, PinOffset, State, Wallet};
 use crate::domain::money::Purse;
 use crate::domain::pan::{luhn_check_digit, Pan};
 use crate::policy::{CardStatus, Policy};
@@ -77,11 +77,12 @@ fn add_card(state: &mut State, policy: &Policy, wallet: u32, pan: &Pan, pin: &st
             )
             .ok()
         })
+        .and_then(|offset| PinOffset::parse(&offset))
         .unwrap_or_default();
-    let card_sha: Arc<str> = Arc::from(pan.sha256_hex().as_str());
+    let card_sha = card_key(&pan.sha256_hex()).unwrap_or_default();
     let idx = state.cards.len() as u32;
     state.wallets[wallet as usize].cards.push(idx);
-    state.card_index.insert(card_sha.clone(), idx);
+    state.card_index.insert(card_sha, idx);
     state.cards.push(Card {
         wallet,
         card_sha,

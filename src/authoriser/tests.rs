@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::state::{Card, State, Wallet};
+use super::state::{card_key, Card, PinOffset, State, Wallet};
 use super::Core;
 use crate::client::TxnSpec;
 use crate::config::{Config, DEFAULT_TOML};
@@ -207,8 +207,9 @@ fn sut() -> Sut {
             &policy.decimalisation,
         )
         .unwrap();
-        let card_sha: Arc<str> = Arc::from(pan.sha256_hex().as_str());
-        state.card_index.insert(card_sha.clone(), f as u32);
+        let pin_offset = PinOffset::parse(&pin_offset).unwrap();
+        let card_sha = card_key(&pan.sha256_hex()).unwrap();
+        state.card_index.insert(card_sha, f as u32);
         state.cards.push(Card {
             wallet: f as u32,
             card_sha,
