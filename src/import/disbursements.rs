@@ -68,6 +68,8 @@ pub async fn disburse(
             file: name.into(),
             reason: format!("programme {programme_id} has no funding account (run migrate)"),
         })?;
+    // A few queries for the whole file, not a few a line: a tranche has millions.
+    let known = Known::read(db, programme_id, &lines).await?;
     let now = TimestampMs::now();
     let mut batch = Batch::default();
     let mut summary = ImportSummary::default();
@@ -77,27 +79,31 @@ pub async fn disburse(
             line: line.line,
             reason,
         };
-        let purse_account = db
-            .account_id(
-                kind::PURSE,
-                programme_id,
-                &line.family_id,
-                line.purse.name(),
-            )
-            .await?
+        let purse_account = known
+            .purse_accounts
+            .get(&(line.family_id.clone(), line.purse.name().to_string()))
+            .copied()
             .ok_or_else(|| {
                 line_err(format!(
                     "unknown family {} in programme {programme_id}",
                     line.family_id
                 ))
             })?;
-        match posted_amount(db, line).await? {
-            Some(amount) if amount != line.amount_minor => {
+        let posted = known.posted.get(&(
+            line.batch_ref.clone(),
+            line.family_id.clone(),
+            line.purse.name().to_string(),
+        ));
+        match posted {
+            Some(amount) if *amount != line.amount_minor => {
                 return Err(line_err("already disbursed with a different amount".into()));
             }
             Some(_) => summary.unchanged += 1,
             None => {
-                cleared_cards(db, purse_account, line, &mut batch).await?;
+                let balance = known.negative.get(&purse_account).copied().unwrap_or(0);
+                if balance < 0 && balance + line.amount_minor >= 0 {
+                    cleared_cards(db, line, &mut batch).await?;
+                }
                 let legs = [
                     (funding, -line.amount_minor),
                     (purse_account, line.amount_minor),
@@ -113,6 +119,61 @@ pub async fn disburse(
             .await?;
     }
     Ok(summary)
+}
+
+/// What the ledger already holds that a disbursement file needs.
+struct Known {
+    /// (family, purse) -> account.
+    purse_accounts: HashMap<(String, String), i64>,
+    /// (batch ref, family, purse) -> amount already disbursed.
+    posted: HashMap<(String, String, String), i64>,
+    /// Purse accounts below zero (after forced advices) -> balance.
+    negative: HashMap<i64, i64>,
+}
+
+impl Known {
+    async fn read(db: &Db, programme_id: &str, lines: &[Line]) -> Result<Known, ImportError> {
+        let err = crate::ledger::LedgerError::from;
+        let mut conn = db.pool.acquire().await.map_err(err)?;
+        let purse_accounts: Vec<(String, String, i64)> = sqlx::query_as(&db.sql(
+            "SELECT owner, purse, account_id FROM accounts WHERE kind = 'purse' AND programme_id = ?",
+        ))
+        .bind(programme_id.to_string())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(err)?;
+        let mut posted = HashMap::new();
+        let mut refs: Vec<&str> = lines.iter().map(|l| l.batch_ref.as_str()).collect();
+        refs.sort_unstable();
+        refs.dedup();
+        for batch_ref in refs {
+            let rows: Vec<(String, String, i64)> = sqlx::query_as(&db.sql(
+                "SELECT family_id, purse, amount_minor FROM transfers WHERE kind = 'disbursement' AND reference = ?",
+            ))
+            .bind(batch_ref.to_string())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(err)?;
+            posted.extend(
+                rows.into_iter()
+                    .map(|(f, p, a)| ((batch_ref.to_string(), f, p), a)),
+            );
+        }
+        let negative = db
+            .balances_from_checkpoint(&mut conn)
+            .await?
+            .into_iter()
+            .filter(|(_, b)| *b < 0)
+            .collect();
+        Ok(Known {
+            purse_accounts: purse_accounts
+                .into_iter()
+                .map(|(f, p, a)| ((f, p), a))
+                .collect(),
+            posted,
+            negative,
+        })
+    }
 }
 
 /// Every line checked; a line repeated with the same amount counts once, with another
@@ -142,19 +203,6 @@ fn parse_file(name: &str, text: &str) -> Result<Vec<Line>, ImportError> {
     Ok(lines)
 }
 
-async fn posted_amount(db: &Db, line: &Line) -> Result<Option<i64>, ImportError> {
-    let row: Option<(i64,)> = sqlx::query_as(&db.sql(
-        "SELECT amount_minor FROM transfers WHERE kind = 'disbursement' AND reference = ? AND family_id = ? AND purse = ?",
-    ))
-    .bind(&line.batch_ref)
-    .bind(&line.family_id)
-    .bind(line.purse.name())
-    .fetch_optional(&db.pool)
-    .await
-    .map_err(crate::ledger::LedgerError::from)?;
-    Ok(row.map(|r| r.0))
-}
-
 fn transfer(
     line: &Line,
     programme_id: &str,
@@ -177,22 +225,7 @@ fn transfer(
 
 /// A disbursement that brings a purse from below zero back to zero or more takes the
 /// family's cards off the validators' deny list (written with the same batch).
-async fn cleared_cards(
-    db: &Db,
-    purse_account: i64,
-    line: &Line,
-    batch: &mut Batch,
-) -> Result<(), ImportError> {
-    let (balance,): (i64,) = sqlx::query_as(&db.sql(
-        "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM entries WHERE account_id = ?",
-    ))
-    .bind(purse_account)
-    .fetch_one(&db.pool)
-    .await
-    .map_err(crate::ledger::LedgerError::from)?;
-    if balance >= 0 || balance + line.amount_minor < 0 {
-        return Ok(());
-    }
+async fn cleared_cards(db: &Db, line: &Line, batch: &mut Batch) -> Result<(), ImportError> {
     let cards: Vec<(String,)> =
         sqlx::query_as(&db.sql("SELECT card_sha FROM cards WHERE family_id = ?"))
             .bind(line.family_id.clone())
