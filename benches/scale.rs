@@ -26,7 +26,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
-    let families: u32 = std::env::var("FAMILIES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let families: u32 = std::env::var("FAMILIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let config = Config::from_toml_with_env(DEFAULT_TOML, std::iter::empty()).expect("config");
     let policy = Arc::new(Policy::from_config(&config).expect("policy"));
     let before = rss_mib();
