@@ -27,7 +27,18 @@ impl State {
                 .await?
             }
         };
+        let started = std::time::Instant::now();
         let result = load_in_snapshot(db, &mut conn, policy, now).await;
+        if let Ok(state) = &result {
+            tracing::info!(
+                families = state.wallets.len(),
+                cards = state.cards.len(),
+                decisions = state.journal.len(),
+                holds = state.holds.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "state loaded from the ledger"
+            );
+        }
         let _ = crate::ledger::db::exec(&mut conn, "ROLLBACK").await;
         result
     }

@@ -97,11 +97,15 @@ impl Db {
         conn: &mut AnyConnection,
     ) -> Result<Vec<(i64, i64, i64)>, LedgerError> {
         Ok(sqlx::query_as(
+            // From the few acquirer accounts outwards: their entries are the card
+            // traffic, not the millions of disbursement entries.
             "SELECT p.account_id, a.account_id, CAST(SUM(a.amount_minor) AS BIGINT) \
-             FROM entries p \
-             JOIN entries a ON a.batch_seq = p.batch_seq AND a.transfer_idx = p.transfer_idx \
+             FROM accounts aa \
+             JOIN entries a ON a.account_id = aa.account_id \
+             JOIN entries p ON p.batch_seq = a.batch_seq AND p.transfer_idx = a.transfer_idx \
+                 AND p.account_id <> a.account_id \
              JOIN accounts pa ON pa.account_id = p.account_id AND pa.kind = 'purse' \
-             JOIN accounts aa ON aa.account_id = a.account_id AND aa.kind = 'acquirer' \
+             WHERE aa.kind = 'acquirer' \
              GROUP BY p.account_id, a.account_id",
         )
         .fetch_all(&mut *conn)
@@ -216,7 +220,10 @@ impl Db {
         conn: &mut AnyConnection,
         at_ms: i64,
     ) -> Result<Vec<TransferRow>, LedgerError> {
-        let sql = format!("{TRANSFER_SELECT} WHERE at_ms >= ? ORDER BY batch_seq, idx");
+        // Only decided messages (they have an MTI): a tranche's millions of disbursement
+        // rows have no request key and would only fill memory.
+        let sql =
+            format!("{TRANSFER_SELECT} WHERE at_ms >= ? AND mti <> '' ORDER BY batch_seq, idx");
         Ok(sqlx::query_as(&self.sql(&sql))
             .bind(at_ms)
             .fetch_all(&mut *conn)
@@ -265,7 +272,7 @@ impl Db {
         Ok(sqlx::query_as(&self.sql(
             "SELECT e.batch_seq, e.transfer_idx, e.account_id, e.amount_minor FROM entries e \
              JOIN transfers t ON t.batch_seq = e.batch_seq AND t.idx = e.transfer_idx \
-             WHERE t.at_ms >= ? ORDER BY e.batch_seq, e.transfer_idx, e.entry_idx",
+             WHERE t.at_ms >= ? AND t.mti <> '' ORDER BY e.batch_seq, e.transfer_idx, e.entry_idx",
         ))
         .bind(at_ms)
         .fetch_all(&mut *conn)
