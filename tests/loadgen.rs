@@ -132,3 +132,61 @@ fn province_command_writes_the_files_loadgen_reads() {
     assert_eq!(beneficiaries, written, "same seed, same province");
     assert_eq!(same.len(), 6);
 }
+
+#[test]
+fn record_writes_every_approval_and_each_is_in_the_ledger_once_with_00() {
+    for db in backends() {
+        db.province(FAMILIES);
+        let switch = Switch::start(&db);
+        let record = db.path("approved.csv").display().to_string();
+        let report = loadgen(
+            &switch,
+            &db,
+            &[
+                "--requests",
+                "100",
+                "--connections",
+                "2",
+                "--depth",
+                "8",
+                "--record",
+                &record,
+            ],
+        );
+        let approved = report["response_codes"]["00"].as_u64().unwrap_or(0);
+        assert!(approved > 0, "{}: {report}", db.name);
+        assert_eq!(
+            report["latency_by_code"]["00"]["count"].as_u64(),
+            Some(approved),
+            "{}: latency per code counts the 00s: {report}",
+            db.name
+        );
+        let text = std::fs::read_to_string(&record).expect("record file");
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("acquirer,terminal,stan,transmitted"));
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows.len() as u64, approved, "{}: one line per 00", db.name);
+        for row in &rows {
+            let [acquirer, terminal, stan, transmitted] = row[..] else {
+                panic!("{}: not 4 columns: {row:?}", db.name);
+            };
+            let key = format!(
+                "acquirer = '{acquirer}' AND terminal = '{terminal}' AND stan = '{stan}' AND transmitted = '{transmitted}'"
+            );
+            assert_eq!(
+                db.scalar(&format!("SELECT COUNT(*) FROM transfers WHERE {key}")),
+                1,
+                "{}: {row:?} in the ledger once",
+                db.name
+            );
+            assert_eq!(
+                db.scalar(&format!(
+                    "SELECT COUNT(*) FROM transfers WHERE {key} AND rc = '00'"
+                )),
+                1,
+                "{}: {row:?} posted as 00",
+                db.name
+            );
+        }
+    }
+}

@@ -406,3 +406,32 @@ pub fn f90(mti: &str, original: &TxnSpec) -> String {
         "0".repeat(11)
     )
 }
+
+impl TestDb {
+    /// `host:port` of this PostgreSQL database's server (`None` for SQLite).
+    pub fn server_addr(&self) -> Option<String> {
+        self.postgres.as_ref()?;
+        let (_, rest) = self.url.split_once("://")?;
+        let authority = rest.split('/').next()?;
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        Some(if host_port.contains(':') {
+            host_port.to_string()
+        } else {
+            format!("{host_port}:5432")
+        })
+    }
+
+    /// This database's URL reaching its server at `host_port` instead (a proxy in
+    /// front of PostgreSQL); a SQLite URL comes back as it is.
+    pub fn url_via(&self, host_port: &str) -> String {
+        let Some((scheme, rest)) = self.url.split_once("://") else {
+            return self.url.clone();
+        };
+        if self.postgres.is_none() {
+            return self.url.clone();
+        }
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@"));
+        format!("{scheme}://{}{host_port}/{path}", user.unwrap_or_default())
+    }
+}
