@@ -178,8 +178,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &ProxyShared) {
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                while shared.held.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed)
-                {
+                while shared.held.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 if to.write_all(&buf[..n]).is_err() {
@@ -477,10 +476,18 @@ fn postgres_partition_that_holds_packets_answers_91() {
     let before = transfers(&db);
     proxy.hold();
     let refused = during_outage("postgres partition", &switch, &cards);
-    assert_eq!(transfers(&db), before, "nothing posted during the partition");
+    assert_eq!(
+        transfers(&db),
+        before,
+        "nothing posted during the partition"
+    );
     proxy.release();
     after_outage("postgres partition", &switch, &cards);
     for spec in &refused {
-        assert_eq!(posted_rows_of(&db, spec), 0, "a 91 of the partition was posted");
+        assert_eq!(
+            posted_rows_of(&db, spec),
+            0,
+            "a 91 of the partition was posted"
+        );
     }
 }
