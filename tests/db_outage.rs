@@ -462,7 +462,7 @@ fn the_proxy_forwards_cuts_and_restores() {
 /// bound, so requests get no answer at all. Fails today; kept to show it and to pass
 /// once the writer has a deadline.
 #[test]
-#[ignore = "known gap: a partition that holds packets hangs the PostgreSQL ledger writer (docs/reliability.md)"]
+
 fn postgres_partition_that_holds_packets_answers_91() {
     let Some(db) = backends().into_iter().find(TestDb::is_postgres) else {
         eprintln!("skipped: MULTIGUNA_TEST_DATABASE_URL is not set");

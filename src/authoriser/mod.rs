@@ -99,6 +99,7 @@ pub async fn start(
         batch: Batch::default(),
         stale: false,
         rebuild: None,
+        checkpointing: Arc::new(AtomicBool::new(false)),
     };
     let join = tokio::spawn(task.run(config));
     Ok((AuthoriserHandle { tx, health }, join))
@@ -118,6 +119,8 @@ struct Authoriser {
     /// requests meanwhile get their 91 at once: with the database gone, one attempt
     /// waits out the pool's acquire timeout (10 s for a refused server).
     rebuild: Option<tokio::task::JoinHandle<Result<State, crate::ledger::LedgerError>>>,
+    /// A checkpoint task is running.
+    checkpointing: Arc<AtomicBool>,
 }
 
 impl Authoriser {
@@ -144,8 +147,17 @@ impl Authoriser {
                 }
             }
         }
-        // A clean stop leaves a checkpoint, so the next start reads almost nothing.
-        self.checkpoint().await;
+        // A clean stop leaves a checkpoint, so the next start reads less; bounded, so a
+        // stop always ends.
+        if !self.stale && !self.checkpointing.load(Ordering::Acquire) {
+            let last = self.db.write_checkpoint(TimestampMs::now().0);
+            match tokio::time::timeout(Duration::from_secs(60), last).await {
+                Ok(result) => log_checkpoint(result),
+                Err(_) => {
+                    tracing::warn!("final checkpoint took too long; the next start reads more")
+                }
+            }
+        }
         tracing::info!("authoriser stopped: queue closed and drained");
     }
 
@@ -175,17 +187,19 @@ impl Authoriser {
         }
     }
 
-    /// Between batches, so it never interleaves with a commit of ours. Not while stale:
-    /// the database may be gone, and waiting for it would hold up the 91s.
+    /// In a task of its own: a checkpoint reads and writes only the database (the
+    /// chain lock keeps it apart from our commits), and a slow or partitioned database
+    /// must not hold up the single writer. Not while stale; one at a time.
     async fn checkpoint(&mut self) {
-        if self.stale {
+        if self.stale || self.checkpointing.load(Ordering::Acquire) {
             return;
         }
-        match self.db.write_checkpoint(TimestampMs::now().0).await {
-            Ok(Some(batch_seq)) => tracing::info!(batch_seq, "balances checkpointed"),
-            Ok(None) => {}
-            Err(err) => tracing::warn!(error = %err, "checkpoint failed; will retry"),
-        }
+        self.checkpointing.store(true, Ordering::Release);
+        let (db, running) = (self.db.clone(), Arc::clone(&self.checkpointing));
+        tokio::spawn(async move {
+            log_checkpoint(db.write_checkpoint(TimestampMs::now().0).await);
+            running.store(false, Ordering::Release);
+        });
     }
 
     async fn process(&mut self, jobs: &mut Vec<Job>) {
@@ -243,5 +257,13 @@ impl Authoriser {
         }
         let cutoff_ms = TimestampMs::now().0 - self.core.policy.idempotency_window_ms;
         self.core.state.forget_before(cutoff_ms);
+    }
+}
+
+fn log_checkpoint(result: Result<Option<i64>, crate::ledger::LedgerError>) {
+    match result {
+        Ok(Some(batch_seq)) => tracing::info!(batch_seq, "balances checkpointed"),
+        Ok(None) => {}
+        Err(err) => tracing::warn!(error = %err, "checkpoint failed; will retry"),
     }
 }

@@ -7,38 +7,46 @@ use std::time::Duration;
 
 use super::core::Core;
 use super::load::{add_cards, add_families, add_providers, add_purse_accounts, apply_card_events};
-use crate::ledger::{Db, LedgerError};
+use super::state::SyncCursor;
+use crate::ledger::read::{AccountRow, BatchRow, CardEventRow, CardRow, FamilyRow, ProviderRow};
+use crate::ledger::{Db, EntryRow, LedgerError};
 
 /// A sync that cannot have a connection within this skips its turn: the database is
 /// away, and the requests queued behind the sync must not wait out the pool's own
 /// acquire timeout (10 s for a refused server) before their commit fails with 91.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The whole read of a sync: a held connection (a network partition) must not stall the
+/// single writer, so the reads are bounded as one and applied only once all are in.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What others wrote since the cursor.
+struct Delta {
+    families: Vec<FamilyRow>,
+    providers: Vec<ProviderRow>,
+    accounts: Vec<AccountRow>,
+    cards: Vec<CardRow>,
+    events: Vec<CardEventRow>,
+    batches: Vec<(BatchRow, Vec<EntryRow>)>,
+}
+
 pub(super) async fn pick_up(db: &Db, core: &mut Core) -> Result<(), LedgerError> {
-    // Nothing is touched before the connection is there, so giving up is safe.
-    let mut conn = tokio::time::timeout(ACQUIRE_TIMEOUT, db.pool.acquire())
+    let cursor = core.state.cursor;
+    let delta = tokio::time::timeout(READ_TIMEOUT, read_delta(db, cursor))
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)??;
-    let cursor = core.state.cursor;
+    // Nothing was touched before every read was in, so giving up above is safe.
     let state = &mut core.state;
     let policy = &core.policy;
-    let families = db.families_since(&mut conn, cursor.family_seq).await?;
-    let providers = db.providers_since(&mut conn, cursor.provider_seq).await?;
-    if !families.is_empty() || !providers.is_empty() {
-        let accounts = db.accounts(&mut conn).await?;
-        add_families(state, policy, &families);
-        add_purse_accounts(state, policy, &accounts);
-        add_providers(state, policy, &accounts, &providers);
+    if !delta.families.is_empty() || !delta.providers.is_empty() {
+        add_families(state, policy, &delta.families);
+        add_purse_accounts(state, policy, &delta.accounts);
+        add_providers(state, policy, &delta.accounts, &delta.providers);
     }
-    let cards = db.cards_since(&mut conn, cursor.card_seq).await?;
-    add_cards(state, &cards);
-    let events = db
-        .card_events_since(&mut conn, cursor.card_event_seq)
-        .await?;
-    apply_card_events(state, &events);
-    for batch in db.batches_since(&mut conn, cursor.batch_seq).await? {
+    add_cards(state, &delta.cards);
+    apply_card_events(state, &delta.events);
+    for (batch, entries) in delta.batches {
         if batch.source != "switch" {
-            let entries = db.batch_entries(&mut conn, batch.batch_seq).await?;
             for entry in entries {
                 state.apply_legs(&[(entry.account_id, entry.amount_minor)]);
             }
@@ -47,4 +55,38 @@ pub(super) async fn pick_up(db: &Db, core: &mut Core) -> Result<(), LedgerError>
         state.cursor.batch_seq = batch.batch_seq;
     }
     Ok(())
+}
+
+async fn read_delta(db: &Db, cursor: SyncCursor) -> Result<Delta, LedgerError> {
+    let mut conn = tokio::time::timeout(ACQUIRE_TIMEOUT, db.pool.acquire())
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)??;
+    let families = db.families_since(&mut conn, cursor.family_seq).await?;
+    let providers = db.providers_since(&mut conn, cursor.provider_seq).await?;
+    let accounts = if families.is_empty() && providers.is_empty() {
+        Vec::new()
+    } else {
+        db.accounts(&mut conn).await?
+    };
+    let cards = db.cards_since(&mut conn, cursor.card_seq).await?;
+    let events = db
+        .card_events_since(&mut conn, cursor.card_event_seq)
+        .await?;
+    let mut batches = Vec::new();
+    for batch in db.batches_since(&mut conn, cursor.batch_seq).await? {
+        let entries = if batch.source != "switch" {
+            db.batch_entries(&mut conn, batch.batch_seq).await?
+        } else {
+            Vec::new()
+        };
+        batches.push((batch, entries));
+    }
+    Ok(Delta {
+        families,
+        providers,
+        accounts,
+        cards,
+        events,
+        batches,
+    })
 }

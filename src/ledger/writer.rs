@@ -21,6 +21,14 @@ const ROWS_PER_STATEMENT_MAX: usize = 1_000;
 /// An arbitrary constant that names the ledger's advisory lock on PostgreSQL.
 const PG_LEDGER_LOCK: i64 = 8_583_001;
 
+/// The longest a PostgreSQL connect or commit may take before the batch is answered
+/// 91. Generous against fsync stalls; short against a terminal's timeout.
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn timed_out(what: &str) -> LedgerError {
+    LedgerError::Invariant(format!("ledger {what} took longer than {COMMIT_TIMEOUT:?}"))
+}
+
 /// Where a committed batch landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
@@ -72,16 +80,25 @@ impl LedgerWriter {
             return sqlite.commit(batch, self.source, now_ms).await;
         }
         if self.conn.is_none() {
-            self.conn = Some(self.db.open_connection().await?);
+            let opened = tokio::time::timeout(COMMIT_TIMEOUT, self.db.open_connection()).await;
+            self.conn = Some(opened.map_err(|_| timed_out("connect"))??);
         }
         let Some(conn) = self.conn.as_mut() else {
             return Err(LedgerError::Invariant("no connection".into()));
         };
-        let result = write_batch(&self.db, conn, batch, self.source, now_ms).await;
+        // A partition that holds packets would leave the writer waiting for ever: past
+        // the bound the batch is answered 91 and the connection dropped (if the server
+        // did commit, the rebuilt state holds it and a retry is answered from it).
+        let written = tokio::time::timeout(
+            COMMIT_TIMEOUT,
+            write_batch(&self.db, conn, batch, self.source, now_ms),
+        )
+        .await;
+        let result = written.unwrap_or_else(|_| Err(timed_out("commit")));
         if result.is_err() {
-            if let Some(mut conn) = self.conn.take() {
-                let _ = crate::ledger::db::exec(&mut conn, "ROLLBACK").await;
-            }
+            // Dropped, not rolled back: the server aborts an open transaction when its
+            // connection goes, and a held connection would only make us wait again.
+            self.conn = None;
         }
         result
     }
