@@ -32,6 +32,11 @@ use crate::iso8583::MessageBuilder;
 /// How long a finished connection waits to deliver its closing bytes.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long a draining connection waits for more of what its peer already sent.
+const DRAIN_QUIET: Duration = Duration::from_millis(300);
+/// The longest a connection keeps reading after shutdown began.
+const DRAIN_MAX: Duration = Duration::from_secs(5);
+
 type PendingReply = Pin<Box<dyn Future<Output = Outgoing> + Send>>;
 
 /// A response on its way out, and what its metrics need once it is written.
@@ -77,13 +82,29 @@ pub async fn run<R, W>(
     let (tx, rx) = mpsc::channel::<PendingReply>(config.inflight_per_connection_max.max(1));
     let writer = tokio::spawn(write_loop(sink, rx));
     let idle = Duration::from_secs(config.idle_timeout_s.max(1));
+    let mut draining: Option<Instant> = None;
     loop {
+        // On shutdown, requests already sent (buffered or on the wire) are still read
+        // and answered; the connection closes once the peer pauses for DRAIN_QUIET, or
+        // after DRAIN_MAX whatever it sends.
+        if draining.is_some_and(|since| since.elapsed() > DRAIN_MAX) {
+            break;
+        }
+        let wait = if draining.is_some() {
+            DRAIN_QUIET
+        } else {
+            idle
+        };
         let next = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
-            next = tokio::time::timeout(idle, frames.next()) => next,
+            _ = shutdown.cancelled(), if draining.is_none() => {
+                draining = Some(Instant::now());
+                continue;
+            }
+            next = tokio::time::timeout(wait, frames.next()) => next,
         };
         let frame = match next {
+            Err(_) if draining.is_some() => break,
             Err(_) => {
                 tracing::info!(listener = %config.name, "idle timeout: connection closed");
                 break;
