@@ -29,7 +29,7 @@ const PROXY_DELAY: Duration = Duration::from_millis(900);
 // A bound on a hang, not a speed figure. A starved headless Chromium has been seen to
 // stall in virtual time on a loaded 2-core machine; it is then started once more.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(120);
-const BROWSER_ATTEMPTS: u32 = 2;
+const BROWSER_ATTEMPTS: u32 = 3;
 
 fn chromium() -> Option<PathBuf> {
     let path = std::env::var_os("CHROMIUM")
