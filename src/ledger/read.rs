@@ -81,15 +81,6 @@ impl Db {
         .await?)
     }
 
-    /// Every account's balance, summed from its entries.
-    pub async fn balances(&self, conn: &mut AnyConnection) -> Result<Vec<(i64, i64)>, LedgerError> {
-        Ok(sqlx::query_as(
-            "SELECT account_id, CAST(SUM(amount_minor) AS BIGINT) FROM entries GROUP BY account_id",
-        )
-        .fetch_all(&mut *conn)
-        .await?)
-    }
-
     /// Net amount each purse paid each acquirer (debits less refunds and reversals):
     /// the most a refund at that acquirer may return to that purse.
     pub async fn refundable(
