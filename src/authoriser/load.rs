@@ -50,7 +50,10 @@ async fn load_in_snapshot(
     policy: &Policy,
     now: TimestampMs,
 ) -> Result<State, LedgerError> {
-    let mut state = State::default();
+    let mut state = State {
+        journal: super::state::Journal::new(policy.idempotency_decisions_max),
+        ..State::default()
+    };
     state.cursor.batch_seq = db.last_batch_seq(conn).await?;
     let accounts = db.accounts(conn).await?;
     add_reference_accounts(&mut state, policy, &accounts);
