@@ -277,7 +277,9 @@ impl Db {
 
 impl Db {
     /// Entries of the transfers decided at or after `at_ms`: the legs a reversal of a
-    /// recent transfer undoes.
+    /// recent transfer undoes. Ordered by the transfer's columns (the same order): that
+    /// leads SQLite from transfers to their entries, not through every entry (10 M after
+    /// a tranche: 7 s instead of 1 s).
     pub async fn entries_since(
         &self,
         conn: &mut AnyConnection,
@@ -286,7 +288,7 @@ impl Db {
         Ok(sqlx::query_as(&self.sql(
             "SELECT e.batch_seq, e.transfer_idx, e.account_id, e.amount_minor FROM entries e \
              JOIN transfers t ON t.batch_seq = e.batch_seq AND t.idx = e.transfer_idx \
-             WHERE t.at_ms >= ? AND t.mti <> '' ORDER BY e.batch_seq, e.transfer_idx, e.entry_idx",
+             WHERE t.at_ms >= ? AND t.mti <> '' ORDER BY t.batch_seq, t.idx, e.entry_idx",
         ))
         .bind(at_ms)
         .fetch_all(&mut *conn)
