@@ -492,3 +492,63 @@ impl PurseAccounts {
         self.get(account).is_some()
     }
 }
+
+#[cfg(test)]
+mod purse_account_tests {
+    use super::*;
+
+    #[test]
+    fn purse_accounts_find_dense_far_and_negative_ids() {
+        let mut accounts = PurseAccounts::default();
+        accounts.reserve_ids(10, 10);
+        accounts.insert(1, (0, Purse::Cash));
+        accounts.insert(7, (1, Purse::Food));
+        // Far beyond two slots a purse account: kept in the map, not a huge table.
+        accounts.insert(1 << 40, (2, Purse::Health));
+        accounts.insert(-3, (3, Purse::Education));
+        assert_eq!(accounts.get(&1), Some(&(0, Purse::Cash)));
+        assert_eq!(accounts.get(&7), Some(&(1, Purse::Food)));
+        assert_eq!(accounts.get(&(1 << 40)), Some(&(2, Purse::Health)));
+        assert_eq!(accounts.get(&-3), Some(&(3, Purse::Education)));
+        assert!(accounts.slots.len() < 1 << 21);
+        assert!(!accounts.contains_key(&2));
+        assert!(!accounts.contains_key(&(1 << 30)));
+    }
+
+    #[test]
+    fn indexes_find_every_wallet_and_card_past_their_reserved_size() {
+        let mut state = State::default();
+        state.reserve(2, 2, 10);
+        for f in 0..100u32 {
+            let wallet = state.push_wallet(Wallet {
+                family_id: Arc::from(format!("3601{f:012}").as_str()),
+                programme: 0,
+                accounts: [0; Purse::COUNT],
+                balance_minor: [0; Purse::COUNT],
+                held_minor: [0; Purse::COUNT],
+                cards: Vec::new(),
+            });
+            let mut card_sha = [0u8; 32];
+            card_sha[..4].copy_from_slice(&f.to_be_bytes());
+            state.push_card(Card {
+                wallet,
+                card_sha,
+                expiry: 2912,
+                status: CardStatus::Active,
+                pin_offset: PinOffset::default(),
+                pin_fails: 0,
+                pin_locked: false,
+                pin_unlocked_at_ms: 0,
+                daily: Vec::new(),
+            });
+        }
+        for f in 0..100u32 {
+            assert_eq!(state.wallet_by_family(&format!("3601{f:012}")), Some(f));
+            let mut card_sha = [0u8; 32];
+            card_sha[..4].copy_from_slice(&f.to_be_bytes());
+            assert_eq!(state.card_by_key(&card_sha), Some(f));
+        }
+        assert_eq!(state.wallet_by_family("3601999999999999"), None);
+        assert_eq!(state.card_by_key(&[0xff; 32]), None);
+    }
+}
