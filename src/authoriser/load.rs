@@ -259,7 +259,11 @@ fn add_account(
     };
     let p = programme as u16;
     match a.kind {
-        kind::FUNDING => state.funding_accounts[programme] = a.account_id,
+        kind::FUNDING => {
+            if let Some(funding) = state.funding_accounts.get_mut(programme) {
+                *funding = a.account_id;
+            }
+        }
         kind::ACQUIRER => {
             state
                 .acquirer_accounts

@@ -212,8 +212,8 @@ fn sqlite_account<'r>(r: &'r Row<'_>) -> rusqlite::Result<AccountRef<'r>> {
     })
 }
 
-/// Reads PostgreSQL (or any sqlx connection) on the caller's transaction, which holds
-/// the snapshot; returns the ledger head it saw.
+/// Reads PostgreSQL on the caller's transaction, which holds the snapshot; returns the
+/// ledger head it saw.
 pub async fn read_any(
     conn: &mut AnyConnection,
     sink: &mut impl BulkSink,
