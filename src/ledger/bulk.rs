@@ -60,15 +60,18 @@ const FAMILIES: &str = "SELECT seq, family_id, programme_id FROM families ORDER 
 const ACCOUNTS: &str =
     "SELECT account_id, kind, programme_id, owner, purse FROM accounts ORDER BY account_id";
 const LAST_CHECKPOINT: &str = "SELECT CAST(COALESCE(MAX(batch_seq), 0) AS BIGINT) FROM checkpoints";
-/// PostgreSQL: the latest checkpoint row of each account, chosen on the server.
+/// PostgreSQL: the latest checkpoint row of each account, chosen on the server. Rows
+/// after the last closed checkpoint (one being written) are not read.
 const CHECKPOINT_BALANCES: &str =
     "SELECT c.account_id, c.balance_minor FROM balance_checkpoints c \
-     JOIN (SELECT account_id, MAX(batch_seq) AS s FROM balance_checkpoints GROUP BY account_id) m \
+     JOIN (SELECT account_id, MAX(batch_seq) AS s FROM balance_checkpoints WHERE batch_seq <= $1 \
+         GROUP BY account_id) m \
      ON m.account_id = c.account_id AND m.s = c.batch_seq";
 /// SQLite: every checkpoint row in key order, the last of each account kept while
 /// reading (the join above takes 5 s there at five million accounts, this 2 s).
 const CHECKPOINT_BALANCES_ORDERED: &str =
-    "SELECT account_id, balance_minor FROM balance_checkpoints ORDER BY account_id, batch_seq";
+    "SELECT account_id, balance_minor FROM balance_checkpoints \
+     WHERE batch_seq <= ?1 ORDER BY account_id, batch_seq";
 /// PostgreSQL sums on the server: one row per account crosses the wire.
 const BALANCES_SINCE_GROUPED: &str =
     "SELECT account_id, CAST(SUM(amount_minor) AS BIGINT) FROM entries \
@@ -109,9 +112,9 @@ pub fn read_sqlite(path: &Path, sink: &mut impl BulkSink) -> Result<i64, LedgerE
         Ok(())
     })?;
     let accounts_ms = timer.lap_ms();
-    sqlite_checkpoint_balances(&tx, sink)?;
-    let checkpoint_ms = timer.lap_ms();
     let last_checkpoint: i64 = tx.query_row(LAST_CHECKPOINT, [], |r| r.get(0))?;
+    sqlite_checkpoint_balances(&tx, last_checkpoint, sink)?;
+    let checkpoint_ms = timer.lap_ms();
     each_sqlite(&tx, BALANCES_SINCE_ENTRIES, [last_checkpoint], |r| {
         sink.balance(r.get(0)?, r.get(1)?);
         Ok(())
@@ -141,10 +144,11 @@ pub fn read_sqlite(path: &Path, sink: &mut impl BulkSink) -> Result<i64, LedgerE
 /// Each account's latest checkpoint balance: the rows come by account, then checkpoint.
 fn sqlite_checkpoint_balances(
     tx: &rusqlite::Transaction<'_>,
+    last_checkpoint: i64,
     sink: &mut impl BulkSink,
 ) -> rusqlite::Result<()> {
     let mut latest: Option<(i64, i64)> = None;
-    each_sqlite(tx, CHECKPOINT_BALANCES_ORDERED, [], |r| {
+    each_sqlite(tx, CHECKPOINT_BALANCES_ORDERED, [last_checkpoint], |r| {
         let (account_id, balance_minor): (i64, i64) = (r.get(0)?, r.get(1)?);
         if let Some((done, balance)) = latest.filter(|(a, _)| *a != account_id) {
             sink.balance(done, balance);
@@ -246,7 +250,9 @@ pub async fn read_any(
     let (last_checkpoint,): (i64,) = sqlx::query_as(LAST_CHECKPOINT)
         .fetch_one(&mut *conn)
         .await?;
-    let mut rows = sqlx::query_as::<_, (i64, i64)>(CHECKPOINT_BALANCES).fetch(&mut *conn);
+    let mut rows = sqlx::query_as::<_, (i64, i64)>(CHECKPOINT_BALANCES)
+        .bind(last_checkpoint)
+        .fetch(&mut *conn);
     while let Some((account_id, balance_minor)) = rows.try_next().await? {
         sink.balance(account_id, balance_minor);
     }
