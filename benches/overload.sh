@@ -87,7 +87,7 @@ run_line() {
 }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 
-echo "overload: $BACKEND, $FAMILIES families, queue_depth_max ${QUEUE_DEPTH:-65536 (configured)}; $(nproc) cores shared by switch and loadgen, load average $load_before before, $load_after after"
+echo "overload: $BACKEND, $FAMILIES families, queue_depth_max ${QUEUE_DEPTH:-as configured}; $(nproc) cores shared by switch and loadgen, load average $load_before before, $load_after after"
 echo "  capacity (closed loop, $CONNECTIONS x $DEPTH, $CAPACITY_S s): $(run_line capacity)"
 echo "  overload (open loop $over_rate/s = $FACTOR x capacity, $OVER_CONNECTIONS x $OVER_DEPTH, $DURATION s): $(run_line over)"
 echo "    00 latency ms: $(mg_code_latency "$WORK/over.json" 00)"

@@ -82,11 +82,20 @@ pub struct SwitchConfig {
     pub business_day_cutover: String,
     pub utc_offset_minutes: i32,
     pub idempotency_window_hours: u32,
+    /// At most this many decisions are remembered, whatever the window: memory is set by
+    /// configuration, not by traffic. Past it the oldest are forgotten early (counted in
+    /// `multiguna_idempotency_evicted_total`).
+    #[serde(default = "default_idempotency_decisions_max")]
+    pub idempotency_decisions_max: usize,
     pub sync_interval_ms: u64,
     /// How often balances are checkpointed, so start-up reads a checkpoint plus what
     /// came after it instead of all history.
     #[serde(default = "default_checkpoint_interval_s")]
     pub checkpoint_interval_s: u64,
+}
+
+fn default_idempotency_decisions_max() -> usize {
+    crate::authoriser::state::Journal::LEN_MAX_DEFAULT
 }
 
 fn default_checkpoint_interval_s() -> u64 {
@@ -323,6 +332,11 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.switch.idempotency_decisions_max == 0 {
+            return Err(ConfigError::Invalid(
+                "switch idempotency_decisions_max must be > 0".into(),
+            ));
+        }
         if self.authoriser.batch_size_max == 0 || self.authoriser.queue_depth_max == 0 {
             return Err(ConfigError::Invalid(
                 "authoriser batch_size_max and queue_depth_max must be > 0".into(),

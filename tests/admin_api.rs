@@ -409,3 +409,61 @@ fn disbursement_by_api_posts_once_reaches_the_switch_and_names_a_bad_line() {
         assert_eq!(food["ledger"], "300500.50", "{}", db.name);
     }
 }
+
+/// The decision journal is bounded by count: past `idempotency_decisions_max` the
+/// oldest decisions are forgotten early, counted, and the metrics say how far back the
+/// memory reaches; what is still remembered is answered as a retry.
+#[test]
+fn the_decision_journal_stays_within_its_count_bound_and_says_so_in_metrics() {
+    for db in backends() {
+        let cards = db.province(1);
+        let switch = Switch::start_with(
+            &db,
+            &[("MULTIGUNA__SWITCH__IDEMPOTENCY_DECISIONS_MAX", "4")],
+        );
+        let admin = admin(&switch, &cards);
+        let (last, first_answer, retry_answer) = runtime().block_on(async {
+            let mut c = switch.client().await;
+            let mut last = None;
+            for _ in 0..6 {
+                // Balance inquiries: decisions remembered like any other, posting nothing.
+                let spec = request(&cards[0], ATM, "6011", "310000", 0);
+                let answer = send(&mut c, &spec).await;
+                assert_eq!(rc(&answer), "00", "{}", db.name);
+                last = Some((spec, answer));
+            }
+            let (spec, first) = last.expect("six sent");
+            let retry = send(&mut c, &spec).await;
+            (spec, first, retry)
+        });
+        let _ = last;
+        assert_eq!(
+            (
+                retry_answer.field(38),
+                retry_answer.field(39),
+                retry_answer.field(54)
+            ),
+            (
+                first_answer.field(38),
+                first_answer.field(39),
+                first_answer.field(54)
+            ),
+            "{}: a remembered decision is answered as a retry",
+            db.name
+        );
+        let decided = db.scalar("SELECT COUNT(*) FROM transfers WHERE mti = '0200'");
+        assert_eq!(decided, 6, "{}: the retry wrote nothing", db.name);
+        wait_until("the journal metrics", || {
+            let body = admin.get("/metrics").body;
+            metric_sum(&body, "multiguna_idempotency_decisions", |_| true) == 4.0
+                && metric_sum(&body, "multiguna_idempotency_evicted_total", |_| true) == 2.0
+        });
+        let body = admin.get("/metrics").body;
+        let horizon_s = metric_sum(&body, "multiguna_idempotency_horizon_seconds", |_| true);
+        assert!(
+            (0.0..60.0).contains(&horizon_s),
+            "{}: the oldest remembered decision is seconds old: {horizon_s}",
+            db.name
+        );
+    }
+}

@@ -21,6 +21,13 @@ pub const LEDGER_BATCH_SIZE: &str = "multiguna_ledger_batch_size";
 pub const LEDGER_COMMIT_FAILURES_TOTAL: &str = "multiguna_ledger_commit_failures_total";
 /// Requests waiting for the single writer when it takes its next batch.
 pub const AUTHORISER_QUEUE_DEPTH: &str = "multiguna_authoriser_queue_depth";
+/// Decisions the single writer remembers for retries and reversals.
+pub const IDEMPOTENCY_DECISIONS: &str = "multiguna_idempotency_decisions";
+/// Seconds since the oldest remembered decision: below the idempotency window only when
+/// the count bound (`idempotency_decisions_max`) forgets decisions early.
+pub const IDEMPOTENCY_HORIZON_SECONDS: &str = "multiguna_idempotency_horizon_seconds";
+/// Decisions forgotten before their window ended, because of the count bound.
+pub const IDEMPOTENCY_EVICTED_TOTAL: &str = "multiguna_idempotency_evicted_total";
 /// Open connections, by `listener`.
 pub const CONNECTIONS: &str = "multiguna_connections";
 /// Connections closed at once because the listener was full, by `listener`.
@@ -98,6 +105,18 @@ fn describe() {
         "Requests waiting for the single writer"
     );
     metrics::describe_gauge!(CONNECTIONS, "Open connections, by listener");
+    metrics::describe_gauge!(
+        IDEMPOTENCY_DECISIONS,
+        "Decisions remembered for idempotent retries and reversals"
+    );
+    metrics::describe_gauge!(
+        IDEMPOTENCY_HORIZON_SECONDS,
+        "Age of the oldest decision remembered for retries and reversals"
+    );
+    metrics::describe_counter!(
+        IDEMPOTENCY_EVICTED_TOTAL,
+        "Decisions forgotten before the idempotency window ended (count bound reached)"
+    );
     metrics::describe_counter!(
         CONNECTIONS_REFUSED_TOTAL,
         "Connections closed because the listener was full"
@@ -145,6 +164,14 @@ pub fn ledger_commit(elapsed: Duration, transfers: usize, committed: bool) {
 /// Requests still queued for the authoriser when it takes a batch.
 pub fn authoriser_queue_depth(waiting: usize) {
     metrics::gauge!(AUTHORISER_QUEUE_DEPTH).set(waiting as f64);
+}
+
+/// The journal of recent decisions: its size, its reach back in time, and how many
+/// decisions the count bound has forgotten early (a running total).
+pub fn idempotency_journal(decisions: usize, horizon: Duration, evicted_total: u64) {
+    metrics::gauge!(IDEMPOTENCY_DECISIONS).set(decisions as f64);
+    metrics::gauge!(IDEMPOTENCY_HORIZON_SECONDS).set(horizon.as_secs_f64());
+    metrics::counter!(IDEMPOTENCY_EVICTED_TOTAL).absolute(evicted_total);
 }
 
 /// The MTI label: one of the MTIs the switch knows, or `other`, so a peer sending

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::state::{Hold, JournalKey, KeyGroup, State, TxnRecord};
+use super::state::{Hold, KeyDigest, KeyGroup, Legs, State, TxnRecord};
 use crate::domain::money::{wire_to_minor, Purse};
 use crate::domain::request::{MessageClass, Request, RequestKey, TxnType};
 use crate::domain::response::{AmountType, Balance, Response, ResponseCode};
@@ -27,7 +27,7 @@ pub(super) struct Outcome {
     pub code: Option<ResponseCode>,
     pub kind: &'static str,
     pub balances: Vec<Balance>,
-    pub legs: Vec<(i64, i64)>,
+    pub legs: Legs,
     pub card: Option<u32>,
     pub channel: Option<u16>,
     pub purse: Option<Purse>,
@@ -63,7 +63,10 @@ impl Core {
     /// Decides `request` at `now`, appends its rows to `batch`, returns the answer that
     /// may leave once the batch is committed.
     pub fn handle(&mut self, request: &Request, now: TimestampMs, batch: &mut Batch) -> Response {
-        let key: JournalKey = (KeyGroup::of(request.class), request.key.clone());
+        let key = self
+            .state
+            .digester
+            .key(KeyGroup::of(request.class), &request.key);
         if let Some(first) = self.state.journal.get(&key) {
             return replay_response(first, request);
         }
@@ -221,14 +224,14 @@ impl Core {
         let wallet_idx = self.state.cards[ctx.card_idx as usize].wallet;
         let (kind, legs, reference) = if request.class == MessageClass::Authorisation {
             let reference = self.place_hold(request, ctx, purse, credit_account, day);
-            ("hold", Vec::new(), reference)
+            ("hold", Legs::NONE, reference)
         } else {
             let purse_account = self.state.wallets[wallet_idx as usize].accounts[purse.index()];
-            let legs = vec![
+            let legs = Legs::two(
                 (purse_account, -ctx.amount_minor),
                 (credit_account, ctx.amount_minor),
-            ];
-            self.state.apply_legs(&legs);
+            );
+            self.state.apply_legs(legs.as_slice());
             let kind = match ctx.txn_type {
                 TxnType::Withdrawal => "withdrawal",
                 _ => "purchase",
@@ -313,10 +316,14 @@ impl Core {
             card: Some(ctx.card_idx),
             channel: Some(ctx.channel_idx),
             business_day: day,
+            reference: key_reference("0100", &request.key),
         };
         let reference = hold_reference(&hold);
-        self.state
-            .place_hold((KeyGroup::Authorisation, request.key.clone()), hold);
+        let key = self
+            .state
+            .digester
+            .key(KeyGroup::Authorisation, &request.key);
+        self.state.place_hold(key, hold);
         reference
     }
 
@@ -386,11 +393,11 @@ impl Core {
             ctx.amount_minor,
         )
         .map_err(declined)?;
-        let legs = vec![
+        let legs = Legs::two(
             (acquirer_account, -ctx.amount_minor),
             (wallet.accounts[purse.index()], ctx.amount_minor),
-        ];
-        self.state.apply_legs(&legs);
+        );
+        self.state.apply_legs(legs.as_slice());
         let available = self.state.wallets[wallet_idx as usize].available_minor()[purse.index()];
         Ok(Outcome {
             code: Some(ResponseCode::Approved),
@@ -410,14 +417,20 @@ impl Core {
     }
 
     fn is_orphaned(&self, request: &Request) -> bool {
-        let key = (KeyGroup::of(request.class), request.key.clone());
+        if self.state.orphan_keys.is_empty() && self.state.orphan_rrns.is_empty() {
+            return false; // the common case: no digest to compute
+        }
+        let key = self
+            .state
+            .digester
+            .key(KeyGroup::of(request.class), &request.key);
         self.state.orphan_keys.contains(&key)
             || request.rrn.as_ref().is_some_and(|rrn| {
-                self.state.orphan_rrns.contains(&(
-                    request.key.acquirer.clone(),
-                    request.key.terminal.clone(),
-                    rrn.clone(),
-                ))
+                let rrn_key =
+                    self.state
+                        .digester
+                        .rrn(&request.key.acquirer, &request.key.terminal, rrn);
+                self.state.orphan_rrns.contains(&rrn_key)
             })
     }
 
@@ -425,17 +438,18 @@ impl Core {
     /// retries and reversals. Returns the response to send after the commit.
     fn record(
         &mut self,
-        key: JournalKey,
+        key: KeyDigest,
         request: &Request,
-        outcome: Outcome,
+        mut outcome: Outcome,
         now: TimestampMs,
         batch: &mut Batch,
     ) -> Response {
         let code = outcome.code.unwrap_or(ResponseCode::SystemMalfunction);
+        let approval = code.is_approved().then(|| approval_code(&request.key, now));
         let response = Response {
             code,
-            approval_code: code.is_approved().then(|| approval_code(&request.key, now)),
-            balances: outcome.balances.clone(),
+            approval_code: approval.map(|a| String::from_utf8_lossy(&a).into_owned()),
+            balances: std::mem::take(&mut outcome.balances),
         };
         let business_day = self.policy.calendar.business_day(now);
         let row = self.transfer_row(request, &outcome, &response, business_day, now);
@@ -445,17 +459,19 @@ impl Core {
                 .push((row.card_sha.clone(), "pin_locked".to_string()));
         }
         batch.card_events.extend(outcome.card_events);
-        batch.push(row, &outcome.legs);
-        let rrn_key = request.rrn.as_ref().map(|rrn| {
-            (
-                request.key.acquirer.clone(),
-                request.key.terminal.clone(),
-                rrn.clone(),
-            )
+        batch.push(row, outcome.legs.as_slice());
+        let rrn = request.rrn.as_ref().map(|rrn| {
+            self.state
+                .digester
+                .rrn(&request.key.acquirer, &request.key.terminal, rrn)
         });
         let record = TxnRecord {
-            content_sha: request.content_sha,
-            response: response.clone(),
+            key,
+            rrn,
+            content: TxnRecord::content_of(&request.content_sha),
+            code,
+            approval_code: approval,
+            balances: response.balances.clone().into_boxed_slice(),
             card: outcome.card,
             channel: outcome.channel,
             business_day,
@@ -465,7 +481,7 @@ impl Core {
             counted: outcome.counted,
             at_ms: now.0,
         };
-        self.state.remember(key, record, rrn_key);
+        self.state.journal.remember(record);
         response
     }
 
@@ -542,10 +558,10 @@ fn amount_of(
 
 /// A retry: the same content gets the first answer again; other content gets 94.
 fn replay_response(first: &TxnRecord, request: &Request) -> Response {
-    if first.content_sha != request.content_sha {
+    if first.content != TxnRecord::content_of(&request.content_sha) {
         return Response::declined(ResponseCode::Duplicate);
     }
-    let mut response = first.response.clone();
+    let mut response = first.response();
     if request.class == MessageClass::ReversalAdvice
         && response.code == ResponseCode::OriginalNotFound
     {
@@ -557,7 +573,7 @@ fn replay_response(first: &TxnRecord, request: &Request) -> Response {
 
 /// Six digits derived from the request key and the time: stable for the ledger,
 /// distinct enough for a cashier to read back.
-fn approval_code(key: &RequestKey, now: TimestampMs) -> String {
+fn approval_code(key: &RequestKey, now: TimestampMs) -> [u8; 6] {
     let mut h = Sha256::new();
     for part in [&key.acquirer, &key.terminal, &key.stan, &key.transmitted] {
         h.update(part.as_bytes());
@@ -565,8 +581,13 @@ fn approval_code(key: &RequestKey, now: TimestampMs) -> String {
     }
     h.update(now.0.to_le_bytes());
     let digest = h.finalize();
-    let n = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) % 1_000_000;
-    format!("{n:06}")
+    let mut n = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) % 1_000_000;
+    let mut code = [b'0'; 6];
+    for digit in code.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    code
 }
 
 /// Written on a hold's row so start-up can rebuild it: `H:<credit account>:<expiry ms>`.

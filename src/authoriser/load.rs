@@ -158,6 +158,7 @@ impl Builder {
     fn new(policy: Arc<Policy>) -> Builder {
         let state = State {
             funding_accounts: vec![0; policy.programmes.len()],
+            journal: super::state::Journal::new(policy.idempotency_decisions_max),
             ..State::default()
         };
         Builder {

@@ -4,6 +4,7 @@
 //! (design.md; the TigerBeetle / LMAX shape).
 
 pub mod core;
+mod journal;
 mod load;
 mod replay;
 mod reversal;
@@ -255,8 +256,15 @@ impl Authoriser {
         if let Err(err) = sync::pick_up(&self.db, &mut self.core).await {
             tracing::warn!(error = %err, "sync with the database failed; will retry");
         }
-        let cutoff_ms = TimestampMs::now().0 - self.core.policy.idempotency_window_ms;
-        self.core.state.forget_before(cutoff_ms);
+        let now = TimestampMs::now();
+        let journal = &mut self.core.state.journal;
+        journal.forget_before(now.0 - self.core.policy.idempotency_window_ms);
+        let horizon_ms = journal.oldest_at_ms().map_or(0, |at_ms| now.0 - at_ms);
+        crate::admin::metrics::idempotency_journal(
+            journal.len(),
+            Duration::from_millis(u64::try_from(horizon_ms).unwrap_or(0)),
+            journal.evicted_early(),
+        );
     }
 }
 

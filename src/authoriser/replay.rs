@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use super::state::{Hold, JournalKey, KeyGroup, State, TxnRecord};
+use super::core::key_reference;
+use super::state::{Hold, KeyDigest, KeyGroup, Legs, State, TxnRecord};
 use crate::domain::request::RequestKey;
 use crate::domain::response::{Response, ResponseCode};
 use crate::domain::time::TimestampMs;
@@ -49,7 +50,7 @@ fn replay_row(
     legs: Vec<(i64, i64)>,
     today: u32,
 ) {
-    let key: JournalKey = (group, key_of(row));
+    let key = state.digester.key(group, &key_of(row));
     let card = state.card_by_sha(&row.card_sha);
     let channel = card.and_then(|c| channel_index(state, policy, c, &row.channel));
     let code = ResponseCode::from_str_code(&row.rc).unwrap_or(ResponseCode::SystemMalfunction);
@@ -68,30 +69,30 @@ fn replay_row(
     if group == KeyGroup::Reversal {
         replay_reversal(state, row, !legs.is_empty(), today);
     }
+    if state.journal.contains_key(&key) {
+        return;
+    }
     let mut content_sha = [0u8; 32];
     let _ = hex::decode_to_slice(&row.content_sha, &mut content_sha);
-    let response = Response {
-        code,
-        approval_code: (!row.approval.is_empty()).then(|| row.approval.clone()),
-        balances: Response::parse_balances_text(&row.balances),
-    };
+    let rrn =
+        (!row.rrn.is_empty()).then(|| state.digester.rrn(&row.acquirer, &row.terminal, &row.rrn));
     let record = TxnRecord {
-        content_sha,
-        response,
+        key,
+        rrn,
+        content: TxnRecord::content_of(&content_sha),
+        code,
+        approval_code: TxnRecord::approval_of(Some(&row.approval)),
+        balances: Response::parse_balances_text(&row.balances).into_boxed_slice(),
         card,
         channel,
         business_day: day,
         amount_minor: row.amount_minor,
-        legs,
+        legs: Legs::from_slice(&legs),
         reversed: false,
         counted,
         at_ms: row.at_ms,
     };
-    if !state.journal.contains_key(&key) {
-        let rrn_key = (!row.rrn.is_empty())
-            .then(|| (row.acquirer.clone(), row.terminal.clone(), row.rrn.clone()));
-        state.remember(key, record, rrn_key);
-    }
+    state.journal.remember(record);
 }
 
 fn key_of(row: &TransferRow) -> RequestKey {
@@ -150,7 +151,7 @@ fn replay_reversal(state: &mut State, row: &TransferRow, posted: bool, today: u3
         Reference::Key(key) => {
             state.orphan_keys.insert(key);
         }
-        Reference::Rrn(rrn_key) => match state.by_rrn.get(&rrn_key).cloned() {
+        Reference::Rrn(rrn_key) => match state.journal.key_of_rrn(&rrn_key) {
             Some(key) => mark_reversed(state, &key, row, posted, today),
             None => {
                 state.orphan_rrns.insert(rrn_key);
@@ -159,11 +160,11 @@ fn replay_reversal(state: &mut State, row: &TransferRow, posted: bool, today: u3
     }
 }
 
-fn mark_reversed(state: &mut State, key: &JournalKey, row: &TransferRow, posted: bool, today: u32) {
+fn mark_reversed(state: &mut State, key: &KeyDigest, row: &TransferRow, posted: bool, today: u32) {
     let Some(original) = state.journal.get_mut(key) else {
         return;
     };
-    if !original.response.code.is_approved() || original.reversed || row.rc != "00" {
+    if !original.code.is_approved() || original.reversed || row.rc != "00" {
         return;
     }
     original.reversed = true;
@@ -181,11 +182,11 @@ fn mark_reversed(state: &mut State, key: &JournalKey, row: &TransferRow, posted:
 }
 
 enum Reference {
-    Key(JournalKey),
-    Rrn((String, String, String)),
+    Key(KeyDigest),
+    Rrn(KeyDigest),
 }
 
-fn parse_reference(_state: &State, reference: &str) -> Option<Reference> {
+fn parse_reference(state: &State, reference: &str) -> Option<Reference> {
     if let Some(rest) = reference.strip_prefix("K:") {
         let (mti, key) = rest.split_once(':')?;
         let mut parts = key.split('|');
@@ -196,15 +197,12 @@ fn parse_reference(_state: &State, reference: &str) -> Option<Reference> {
             transmitted: parts.next()?.to_string(),
         };
         let group = KeyGroup::of_mti(mti).unwrap_or(KeyGroup::Financial);
-        return Some(Reference::Key((group, key)));
+        return Some(Reference::Key(state.digester.key(group, &key)));
     }
     let rest = reference.strip_prefix("R:")?;
     let mut parts = rest.split('|');
-    Some(Reference::Rrn((
-        parts.next()?.to_string(),
-        parts.next()?.to_string(),
-        parts.next()?.to_string(),
-    )))
+    let (acquirer, terminal, rrn) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(Reference::Rrn(state.digester.rrn(acquirer, terminal, rrn)))
 }
 
 /// Open holds: every hold placed within the longest time to live, less what
@@ -214,7 +212,8 @@ pub(super) fn holds(state: &mut State, policy: &Policy, rows: &[TransferRow]) {
     for row in rows {
         if row.kind == "hold" {
             if let Some(hold) = hold_of(state, policy, row) {
-                state.place_hold((KeyGroup::Authorisation, key_of(row)), hold);
+                let key = state.digester.key(KeyGroup::Authorisation, &key_of(row));
+                state.place_hold(key, hold);
             }
             continue;
         }
@@ -244,5 +243,6 @@ fn hold_of(state: &State, policy: &Policy, row: &TransferRow) -> Option<Hold> {
         card,
         channel: card.and_then(|c| channel_index(state, policy, c, &row.channel)),
         business_day: u32::try_from(row.business_day).unwrap_or(0),
+        reference: key_reference("0100", &key_of(row)),
     })
 }

@@ -6,7 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::core::{key_reference, Core, Outcome};
-use super::state::{JournalKey, KeyGroup};
+use super::state::{KeyDigest, KeyGroup, Legs};
 use crate::domain::money::wire_to_minor;
 use crate::domain::money::Purse;
 use crate::domain::request::{AccountChoice, MessageClass, Request, RequestKey, TxnType};
@@ -22,17 +22,10 @@ impl Core {
     /// 0400/0420: find the original by F90, or by (F32, F41, F37) without it.
     pub(super) fn reverse(&mut self, request: &Request, now: TimestampMs) -> Outcome {
         let (original_key, reference) = self.original_of(request);
-        if let Some(key) = original_key
-            .as_ref()
-            .filter(|k| self.state.holds.contains_key(*k))
-        {
-            let key = key.clone();
+        if let Some(key) = original_key.filter(|k| self.state.holds.contains_key(k)) {
             return self.reverse_hold(request, &key, reference, now);
         }
-        let found = original_key
-            .as_ref()
-            .filter(|k| self.state.journal.contains_key(*k))
-            .cloned();
+        let found = original_key.filter(|k| self.state.journal.contains_key(k));
         let Some(key) = found else {
             return self.remember_orphan(request, original_key, reference);
         };
@@ -42,7 +35,7 @@ impl Core {
     }
 
     /// The journal key of the original, and the reference text written on the reversal.
-    fn original_of(&self, request: &Request) -> (Option<JournalKey>, String) {
+    fn original_of(&self, request: &Request) -> (Option<KeyDigest>, String) {
         if let Some(original) = request.original.as_ref() {
             let group = KeyGroup::of_mti(&original.mti).unwrap_or(KeyGroup::Financial);
             let key = RequestKey {
@@ -52,16 +45,13 @@ impl Core {
                 transmitted: original.transmitted.clone(),
             };
             let reference = key_reference(&original.mti, &key);
-            return (Some((group, key)), reference);
+            return (Some(self.state.digester.key(group, &key)), reference);
         }
-        let rrn = request.rrn.clone().unwrap_or_default();
-        let rrn_key = (
-            request.key.acquirer.clone(),
-            request.key.terminal.clone(),
-            rrn,
-        );
-        let reference = format!("R:{}|{}|{}", rrn_key.0, rrn_key.1, rrn_key.2);
-        (self.state.by_rrn.get(&rrn_key).cloned(), reference)
+        let rrn = request.rrn.as_deref().unwrap_or_default();
+        let (acquirer, terminal) = (&request.key.acquirer, &request.key.terminal);
+        let rrn_key = self.state.digester.rrn(acquirer, terminal, rrn);
+        let reference = format!("R:{acquirer}|{terminal}|{rrn}");
+        (self.state.journal.key_of_rrn(&rrn_key), reference)
     }
 
     /// A reversal whose original the switch has not seen: remembered, so the original is
@@ -69,20 +59,18 @@ impl Core {
     fn remember_orphan(
         &mut self,
         request: &Request,
-        key: Option<JournalKey>,
+        key: Option<KeyDigest>,
         reference: String,
     ) -> Outcome {
-        match (&key, request.original.as_ref()) {
+        match (key, request.original.as_ref()) {
             (Some(k), Some(_)) => {
-                self.state.orphan_keys.insert(k.clone());
+                self.state.orphan_keys.insert(k);
             }
             _ => {
-                let rrn = request.rrn.clone().unwrap_or_default();
-                self.state.orphan_rrns.insert((
-                    request.key.acquirer.clone(),
-                    request.key.terminal.clone(),
-                    rrn,
-                ));
+                let rrn = request.rrn.as_deref().unwrap_or_default();
+                let (acquirer, terminal) = (&request.key.acquirer, &request.key.terminal);
+                let rrn_key = self.state.digester.rrn(acquirer, terminal, rrn);
+                self.state.orphan_rrns.insert(rrn_key);
             }
         }
         let code = match request.class {
@@ -99,7 +87,7 @@ impl Core {
 
     /// Posts the opposite legs of the original (or of the part F95 says was not
     /// completed). A declined, already-reversed or fully-completed original posts nothing.
-    fn undo(&mut self, request: &Request, key: &JournalKey, now: TimestampMs) -> Outcome {
+    fn undo(&mut self, request: &Request, key: &KeyDigest, now: TimestampMs) -> Outcome {
         let ack = Outcome {
             code: Some(ResponseCode::Approved),
             kind: "reversal",
@@ -108,7 +96,7 @@ impl Core {
         let Some(original) = self.state.journal.get(key) else {
             return ack;
         };
-        if !original.response.code.is_approved() || original.reversed || original.legs.is_empty() {
+        if !original.code.is_approved() || original.reversed || original.legs.is_empty() {
             return ack;
         }
         let exponent = self
@@ -122,12 +110,14 @@ impl Core {
             .unwrap_or(0)
             .clamp(0, original.amount_minor);
         let reverse_minor = original.amount_minor - completed_minor;
-        let legs: Vec<(i64, i64)> = original
-            .legs
-            .iter()
-            .map(|(a, amt)| (*a, -amt.signum() * reverse_minor))
-            .collect();
-        if self.would_overdraw(&legs) {
+        let legs = match original.legs.as_slice() {
+            [(a, amount_a), (b, amount_b)] => Legs::two(
+                (*a, -amount_a.signum() * reverse_minor),
+                (*b, -amount_b.signum() * reverse_minor),
+            ),
+            _ => Legs::NONE,
+        };
+        if self.would_overdraw(legs.as_slice()) {
             // Reversing a refund the family has already spent: refuse the 0400; an 0420
             // is acknowledged and posts nothing, and the acquirer settles it by hand.
             let code = match request.class {
@@ -149,7 +139,7 @@ impl Core {
         if let Some(original) = self.state.journal.get_mut(key) {
             original.reversed = true;
         }
-        self.state.apply_legs(&legs);
+        self.state.apply_legs(legs.as_slice());
         if let (Some(card), Some(channel), true) = (card, channel, counted && reverse_minor > 0) {
             let today = self.policy.calendar.business_day(now);
             if day == today {
@@ -160,7 +150,7 @@ impl Core {
         Outcome {
             code: Some(ResponseCode::Approved),
             kind: "reversal",
-            legs: if reverse_minor > 0 { legs } else { Vec::new() },
+            legs: if reverse_minor > 0 { legs } else { Legs::NONE },
             card,
             channel,
             amount_minor: reverse_minor,
@@ -209,11 +199,11 @@ impl Core {
         let posted_minor = asked_minor.clamp(0, hold.amount_minor);
         self.state.reduce_hold(&key, hold.amount_minor);
         let wallet = &self.state.wallets[hold.wallet as usize];
-        let legs = vec![
+        let legs = Legs::two(
             (wallet.accounts[hold.purse.index()], -posted_minor),
             (hold.credit_account, posted_minor),
-        ];
-        self.state.apply_legs(&legs);
+        );
+        self.state.apply_legs(legs.as_slice());
         let available =
             self.state.wallets[hold.wallet as usize].available_minor()[hold.purse.index()];
         Outcome {
@@ -224,7 +214,7 @@ impl Core {
                 amount_type: AmountType::Available,
                 amount_minor: available,
             }],
-            legs: if posted_minor > 0 { legs } else { Vec::new() },
+            legs: if posted_minor > 0 { legs } else { Legs::NONE },
             card: hold.card,
             channel: hold.channel,
             purse: Some(hold.purse),
@@ -246,12 +236,12 @@ impl Core {
             amount_minor,
         } = self.advice_target(request)?;
         let wallet = &self.state.wallets[wallet_idx as usize];
-        let legs = vec![
+        let legs = Legs::two(
             (wallet.accounts[purse.index()], -amount_minor),
             (credit_account, amount_minor),
-        ];
+        );
         let was_minor = wallet.balance_minor[purse.index()];
-        self.state.apply_legs(&legs);
+        self.state.apply_legs(legs.as_slice());
         let card_events = self.deny_if_below_zero(wallet_idx, purse, was_minor);
         let day = self.policy.calendar.business_day(now);
         self.state.cards[card_idx as usize].count_use(day, channel_no, 1, amount_minor);
@@ -342,7 +332,7 @@ impl Core {
     fn reverse_hold(
         &mut self,
         request: &Request,
-        key: &JournalKey,
+        key: &KeyDigest,
         reference: String,
         now: TimestampMs,
     ) -> Outcome {
@@ -409,7 +399,7 @@ impl Core {
                 programme_id: programme.id.clone(),
                 purse: hold.purse.name().into(),
                 amount_minor: hold.amount_minor,
-                reference: key_reference("0100", &key.1),
+                reference: hold.reference.clone(),
                 business_day: i64::from(self.policy.calendar.business_day(now)),
                 at_ms: now.0,
                 ..TransferRow::default()

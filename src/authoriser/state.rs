@@ -2,15 +2,15 @@
 //! recent decisions (idempotency and reversals) and the day's counters. Rebuilt from
 //! the ledger at start-up and after a failed commit; never shared, so never locked.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use hashbrown::HashTable;
 
+pub use super::journal::{Digester, Journal, KeyDigest, Legs, TxnRecord};
 use crate::domain::money::Purse;
-use crate::domain::request::{MessageClass, RequestKey};
-use crate::domain::response::Response;
+use crate::domain::request::MessageClass;
 use crate::policy::{CardStatus, CardView, DailyUse};
 
 /// Dense index of a family's wallet.
@@ -179,27 +179,6 @@ impl KeyGroup {
     }
 }
 
-pub type JournalKey = (KeyGroup, RequestKey);
-
-/// A decision the switch made and remembers: to answer retries the same way and to
-/// find what a reversal undoes.
-#[derive(Debug, Clone)]
-pub struct TxnRecord {
-    pub content_sha: [u8; 32],
-    pub response: Response,
-    pub card: Option<CardIdx>,
-    pub channel: Option<u16>,
-    pub business_day: u32,
-    pub amount_minor: i64,
-    /// The legs posted: (account, signed minor units).
-    pub legs: Vec<(i64, i64)>,
-    /// A reversal has been applied (a second one posts nothing).
-    pub reversed: bool,
-    /// Counts toward a daily count limit (withdrawals, rides).
-    pub counted: bool,
-    pub at_ms: i64,
-}
-
 /// An open hold (0100): reserves `amount_minor` of a purse until it is completed,
 /// reversed or expires; each hold resolves exactly once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,6 +192,8 @@ pub struct Hold {
     pub card: Option<CardIdx>,
     pub channel: Option<u16>,
     pub business_day: u32,
+    /// The hold's original as its resolving rows name it (`core::key_reference`).
+    pub reference: String,
 }
 
 /// The rest of the state: settlement accounts, providers, memory of recent decisions.
@@ -239,19 +220,16 @@ pub struct State {
     pub refundable: HashMap<(i64, i64), i64>,
     /// Purse account -> (wallet, purse), to apply entries written by others.
     pub purse_accounts: PurseAccounts,
-    pub journal: HashMap<JournalKey, TxnRecord>,
-    /// Journal keys in the order decided, to forget the oldest first.
-    pub journal_order: VecDeque<(i64, JournalKey)>,
-    /// The RRN each journal entry registered, in the same order.
-    pub rrn_order: VecDeque<Option<(String, String, String)>>,
-    /// (acquirer, terminal, RRN) -> key: reversals without F90.
-    pub by_rrn: HashMap<(String, String, String), JournalKey>,
+    /// Recent decisions, by key digest and by RRN digest.
+    pub journal: Journal,
+    /// Makes the digests the journal, holds and orphans are keyed by.
+    pub digester: Digester,
     /// Originals whose reversal came first: they are declined 05 when they arrive.
-    pub orphan_keys: HashSet<JournalKey>,
-    pub orphan_rrns: HashSet<(String, String, String)>,
-    pub holds: HashMap<JournalKey, Hold>,
+    pub orphan_keys: HashSet<KeyDigest>,
+    pub orphan_rrns: HashSet<KeyDigest>,
+    pub holds: HashMap<KeyDigest, Hold>,
     /// Open holds by expiry, the earliest first.
-    pub hold_expiries: BTreeSet<(i64, JournalKey)>,
+    pub hold_expiries: BTreeSet<(i64, KeyDigest)>,
     pub cursor: SyncCursor,
 }
 
@@ -294,17 +272,17 @@ impl State {
     }
 
     /// Reserves the hold's amount: the available balance drops, the ledger one does not.
-    pub fn place_hold(&mut self, key: JournalKey, hold: Hold) {
+    pub fn place_hold(&mut self, key: KeyDigest, hold: Hold) {
         if let Some(w) = self.wallets.get_mut(hold.wallet as usize) {
             w.held_minor[hold.purse.index()] += hold.amount_minor;
         }
-        self.hold_expiries.insert((hold.expires_at_ms, key.clone()));
+        self.hold_expiries.insert((hold.expires_at_ms, key));
         self.holds.insert(key, hold);
     }
 
     /// Takes `amount_minor` off an open hold (all of it when it is the whole hold);
     /// returns the hold as it was. A hold reduced to zero is gone.
-    pub fn reduce_hold(&mut self, key: &JournalKey, amount_minor: i64) -> Option<Hold> {
+    pub fn reduce_hold(&mut self, key: &KeyDigest, amount_minor: i64) -> Option<Hold> {
         let hold = self.holds.get(key)?.clone();
         let taken = amount_minor.clamp(0, hold.amount_minor);
         if let Some(w) = self.wallets.get_mut(hold.wallet as usize) {
@@ -312,48 +290,11 @@ impl State {
         }
         if taken == hold.amount_minor {
             self.holds.remove(key);
-            self.hold_expiries
-                .remove(&(hold.expires_at_ms, key.clone()));
+            self.hold_expiries.remove(&(hold.expires_at_ms, *key));
         } else if let Some(open) = self.holds.get_mut(key) {
             open.amount_minor -= taken;
         }
         Some(hold)
-    }
-
-    /// Forgets decisions older than the idempotency window, so memory stays bounded by
-    /// the traffic of one window. The ledger keeps them; a retry that old is answered
-    /// as a new request.
-    pub fn forget_before(&mut self, cutoff_ms: i64) {
-        // Oldest first, so this costs what it forgets, not the size of the journal.
-        while let Some((at_ms, _)) = self.journal_order.front() {
-            if *at_ms >= cutoff_ms {
-                break;
-            }
-            let Some((_, key)) = self.journal_order.pop_front() else {
-                break;
-            };
-            self.journal.remove(&key);
-            let rrn = self.rrn_order.pop_front();
-            if let Some(rrn) = rrn.flatten() {
-                self.by_rrn.remove(&rrn);
-            }
-        }
-    }
-
-    /// Remembers a decision (and its RRN) for retries and reversals.
-    pub fn remember(
-        &mut self,
-        key: JournalKey,
-        record: TxnRecord,
-        rrn: Option<(String, String, String)>,
-    ) {
-        let rrn = rrn.filter(|r| !self.by_rrn.contains_key(r));
-        if let Some(r) = rrn.as_ref() {
-            self.by_rrn.insert(r.clone(), key.clone());
-        }
-        self.journal_order.push_back((record.at_ms, key.clone()));
-        self.rrn_order.push_back(rrn);
-        self.journal.insert(key, record);
     }
 
     /// The card whose PAN hashes to `card_sha` (lower-case hex, as stored).

@@ -41,6 +41,8 @@ pub struct Policy {
     pub calendar: BusinessCalendar,
     pub pin_tries_max: u8,
     pub idempotency_window_ms: i64,
+    /// The count bound of the same memory (`switch.idempotency_decisions_max`).
+    pub idempotency_decisions_max: usize,
     pub pin_verification_key: TdesKey,
     pub decimalisation: DecimalisationTable,
 }
@@ -87,6 +89,7 @@ impl Policy {
             calendar,
             pin_tries_max: config.security.pin_tries_max.max(1),
             idempotency_window_ms: i64::from(config.switch.idempotency_window_hours) * 3_600_000,
+            idempotency_decisions_max: config.switch.idempotency_decisions_max,
             pin_verification_key: TdesKey::from_hex(&config.security.pin_verification_key)
                 .map_err(|e| format!("security.pin_verification_key: {e}"))?,
             decimalisation: DecimalisationTable::parse(&config.security.decimalisation_table)
