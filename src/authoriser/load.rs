@@ -6,207 +6,360 @@ use std::sync::Arc;
 
 use sqlx::AnyConnection;
 
-use super::state::{card_key, Card, PinOffset, State, Wallet};
+use super::state::{card_key, Card, PinOffset, State, Wallet, WalletIdx};
 use crate::domain::money::Purse;
 use crate::domain::time::TimestampMs;
+use crate::ledger::bulk::{self, AccountRef, BulkSink, CardRef, Sizes};
 use crate::ledger::read::{AccountRow, CardEventRow, CardRow, FamilyRow, ProviderRow};
 use crate::ledger::registry::kind;
-use crate::ledger::{Backend, Db, LedgerError};
+use crate::ledger::{Backend, Db, LedgerError, TransferRow};
 use crate::policy::{CardStatus, Policy};
 
 impl State {
-    pub async fn load(db: &Db, policy: &Policy, now: TimestampMs) -> Result<State, LedgerError> {
-        let mut conn = db.pool.acquire().await?;
-        match db.backend {
-            Backend::Sqlite => crate::ledger::db::exec(&mut conn, "BEGIN").await?,
-            Backend::Postgres => {
-                crate::ledger::db::exec(
-                    &mut conn,
-                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                )
-                .await?
+    pub async fn load(
+        db: &Db,
+        policy: &Arc<Policy>,
+        now: TimestampMs,
+    ) -> Result<State, LedgerError> {
+        let started = std::time::Instant::now();
+        let mut attempt = 1;
+        let state = loop {
+            let mut conn = db.pool.acquire().await?;
+            match db.backend {
+                Backend::Sqlite => crate::ledger::db::exec(&mut conn, "BEGIN").await?,
+                Backend::Postgres => {
+                    crate::ledger::db::exec(
+                        &mut conn,
+                        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                    )
+                    .await?
+                }
+            };
+            let result = load_in_snapshot(db, &mut conn, policy, now).await;
+            let _ = crate::ledger::db::exec(&mut conn, "ROLLBACK").await;
+            match result? {
+                Some(state) => break state,
+                None if attempt < SNAPSHOT_ATTEMPTS_MAX => attempt += 1,
+                None => {
+                    return Err(LedgerError::Invariant(format!(
+                        "the ledger moved during each of {SNAPSHOT_ATTEMPTS_MAX} start-up reads"
+                    )))
+                }
             }
         };
-        let started = std::time::Instant::now();
-        let result = load_in_snapshot(db, &mut conn, policy, now).await;
-        if let Ok(state) = &result {
-            tracing::info!(
-                families = state.wallets.len(),
-                cards = state.cards.len(),
-                decisions = state.journal.len(),
-                holds = state.holds.len(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "state loaded from the ledger"
-            );
-        }
-        let _ = crate::ledger::db::exec(&mut conn, "ROLLBACK").await;
-        result
+        tracing::info!(
+            families = state.wallets.len(),
+            cards = state.cards.len(),
+            decisions = state.journal.len(),
+            holds = state.holds.len(),
+            attempts = attempt,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "state loaded from the ledger"
+        );
+        Ok(state)
     }
 }
 
+/// On SQLite the bulk is read on a second connection (`bulk_state`): when a batch is
+/// committed between its snapshot and this one, the load starts again, at most this
+/// many times. Other processes commit rarely (a disbursement file is one batch).
+const SNAPSHOT_ATTEMPTS_MAX: u32 = 3;
+
+/// `None` when the SQLite bulk read saw another ledger head than this snapshot.
 async fn load_in_snapshot(
     db: &Db,
     conn: &mut AnyConnection,
-    policy: &Policy,
+    policy: &Arc<Policy>,
     now: TimestampMs,
-) -> Result<State, LedgerError> {
-    let mut state = State {
-        journal: super::state::Journal::new(policy.idempotency_decisions_max),
-        ..State::default()
-    };
-    state.cursor.batch_seq = db.last_batch_seq(conn).await?;
-    let accounts = db.accounts(conn).await?;
-    add_reference_accounts(&mut state, policy, &accounts);
-    add_families(&mut state, policy, &db.families_since(conn, 0).await?);
-    add_purse_accounts(&mut state, policy, &accounts);
-    for (account, balance) in db.balances_from_checkpoint(conn).await? {
-        if let Some((wallet, purse)) = state.purse_accounts.get(&account).copied() {
-            state.wallets[wallet as usize].balance_minor[purse.index()] = balance;
+) -> Result<Option<State>, LedgerError> {
+    // The first read: on SQLite it fixes this connection's snapshot, which is older than
+    // the bulk read's, so every card or account the rows below name is in the bulk.
+    let head = db.last_batch_seq(conn).await?;
+    let (bulk_head, mut state, rest) = match db.sqlite_path() {
+        Some(path) => {
+            // The bulk on a thread of its own while this connection reads the rest: the
+            // two take about as long, and there are two cores.
+            let builder = Builder::new(Arc::clone(policy));
+            let bulk = tokio::task::spawn_blocking(move || builder.read_sqlite(&path));
+            let rest = read_rest(db, conn, policy, now).await;
+            let (bulk_head, state) = bulk
+                .await
+                .map_err(|e| LedgerError::Invariant(format!("start-up read thread: {e}")))??;
+            (bulk_head, state, rest?)
         }
+        None => {
+            let mut builder = Builder::new(Arc::clone(policy));
+            let bulk_head = bulk::read_any(conn, &mut builder).await?;
+            let rest = read_rest(db, conn, policy, now).await?;
+            (bulk_head, builder.state, rest)
+        }
+    };
+    if bulk_head != head {
+        return Ok(None);
     }
-    add_cards(&mut state, &db.cards_since(conn, 0).await?);
-    add_providers(
-        &mut state,
-        policy,
-        &accounts,
-        &db.providers_since(conn, 0).await?,
-    );
-    apply_card_events(&mut state, &db.card_events_since(conn, 0).await?);
-    for (purse_account, acquirer_account, to_acquirer) in db.refundable(conn).await? {
+    state.cursor.batch_seq = head;
+    add_providers(&mut state, &rest.providers);
+    apply_card_events(&mut state, &rest.card_events);
+    for (purse_account, acquirer_account, to_acquirer) in rest.refundable {
         state
             .refundable
             .insert((purse_account, acquirer_account), to_acquirer);
     }
+    super::replay::recent(&mut state, policy, &rest.transfers, &rest.entries, now);
+    super::replay::holds(&mut state, policy, &rest.hold_rows);
+    Ok(Some(state))
+}
+
+/// What start-up reads besides the bulk: few rows, except right after a tranche (the
+/// idempotency window's transfers).
+struct Rest {
+    providers: Vec<ProviderRow>,
+    card_events: Vec<CardEventRow>,
+    refundable: Vec<(i64, i64, i64)>,
+    transfers: Vec<TransferRow>,
+    entries: Vec<(i64, i32, i64, i64)>,
+    hold_rows: Vec<TransferRow>,
+}
+
+async fn read_rest(
+    db: &Db,
+    conn: &mut AnyConnection,
+    policy: &Policy,
+    now: TimestampMs,
+) -> Result<Rest, LedgerError> {
     let since_ms = now.0 - policy.idempotency_window_ms;
-    let transfers = db.transfers_since(conn, since_ms).await?;
-    let entries = db.entries_since(conn, since_ms).await?;
-    super::replay::recent(&mut state, policy, &transfers, &entries, now);
     let hold_ttl_max_ms = policy
         .programmes
         .iter()
         .map(|p| p.hold_ttl_ms)
         .max()
         .unwrap_or(0);
-    let hold_rows = db
-        .hold_rows_since(conn, now.0.saturating_sub(hold_ttl_max_ms))
-        .await?;
-    super::replay::holds(&mut state, policy, &hold_rows);
-    Ok(state)
+    Ok(Rest {
+        providers: db.providers_since(conn, 0).await?,
+        card_events: db.card_events_since(conn, 0).await?,
+        refundable: db.refundable(conn).await?,
+        transfers: db.transfers_since(conn, since_ms).await?,
+        entries: db.entries_since(conn, since_ms).await?,
+        hold_rows: db
+            .hold_rows_since(conn, now.0.saturating_sub(hold_ttl_max_ms))
+            .await?,
+    })
 }
 
-fn add_reference_accounts(state: &mut State, policy: &Policy, accounts: &[AccountRow]) {
-    state.funding_accounts = vec![0; policy.programmes.len()];
-    for a in accounts {
-        let Some(programme) = policy.programme_index(&a.programme_id) else {
-            continue;
+/// Builds the state from the bulk rows, one at a time; the sync loop adds what others
+/// write later through the same functions.
+struct Builder {
+    state: State,
+    policy: Arc<Policy>,
+    last_wallet: Option<WalletIdx>,
+}
+
+impl Builder {
+    fn new(policy: Arc<Policy>) -> Builder {
+        let state = State {
+            funding_accounts: vec![0; policy.programmes.len()],
+            journal: super::state::Journal::new(policy.idempotency_decisions_max),
+            ..State::default()
         };
-        let p = programme as u16;
-        match a.kind.as_str() {
-            kind::FUNDING => state.funding_accounts[programme] = a.account_id,
-            kind::ACQUIRER => {
-                state
-                    .acquirer_accounts
-                    .insert((p, a.owner.clone()), a.account_id);
-            }
-            kind::PROVIDER => {
-                state
-                    .provider_accounts
-                    .insert((p, a.owner.clone()), a.account_id);
-            }
-            _ => {}
+        Builder {
+            state,
+            policy,
+            last_wallet: None,
         }
+    }
+
+    /// The ledger head the bulk read saw, and the state built from it.
+    fn read_sqlite(mut self, path: &std::path::Path) -> Result<(i64, State), LedgerError> {
+        let head = bulk::read_sqlite(path, &mut self)?;
+        Ok((head, self.state))
+    }
+}
+
+impl BulkSink for Builder {
+    fn sizes(&mut self, sizes: Sizes) {
+        self.state
+            .reserve(sizes.families, sizes.cards, sizes.account_id_max);
+    }
+
+    fn family(&mut self, seq: i64, family_id: &str, programme_id: &str) {
+        add_family(&mut self.state, &self.policy, seq, family_id, programme_id);
+    }
+
+    fn account(&mut self, account: AccountRef<'_>) {
+        add_account(
+            &mut self.state,
+            &self.policy,
+            account,
+            &mut self.last_wallet,
+        );
+    }
+
+    fn balance(&mut self, account_id: i64, amount_minor: i64) {
+        if let Some((wallet, purse)) = self.state.purse_accounts.get(&account_id).copied() {
+            self.state.wallets[wallet as usize].balance_minor[purse.index()] += amount_minor;
+        }
+    }
+
+    fn card(&mut self, card: CardRef<'_>) {
+        add_card(&mut self.state, card, &mut self.last_wallet);
     }
 }
 
 pub(super) fn add_families(state: &mut State, policy: &Policy, families: &[FamilyRow]) {
     for f in families {
-        state.cursor.family_seq = state.cursor.family_seq.max(f.seq);
-        // A family of a programme no longer configured cannot transact; skip it.
-        let Some(programme) = policy.programme_index(&f.programme_id) else {
-            continue;
-        };
-        let family_id: Arc<str> = Arc::from(f.family_id.as_str());
-        if state.wallet_index.contains_key(&family_id) {
-            continue;
-        }
-        let idx = state.wallets.len() as u32;
-        state.wallets.push(Wallet {
-            family_id: family_id.clone(),
-            programme: programme as u16,
-            accounts: [0; Purse::COUNT],
-            balance_minor: [0; Purse::COUNT],
-            held_minor: [0; Purse::COUNT],
-            cards: Vec::new(),
-        });
-        state.wallet_index.insert(family_id, idx);
+        add_family(state, policy, f.seq, &f.family_id, &f.programme_id);
     }
 }
 
-pub(super) fn add_purse_accounts(state: &mut State, policy: &Policy, accounts: &[AccountRow]) {
-    for a in accounts.iter().filter(|a| a.kind == kind::PURSE) {
-        let (Some(&wallet), Some(purse)) = (
-            state.wallet_index.get(a.owner.as_str()),
-            Purse::from_name(&a.purse),
-        ) else {
-            continue;
-        };
-        if policy.programme_index(&a.programme_id).is_none() {
-            continue;
+fn add_family(state: &mut State, policy: &Policy, seq: i64, family_id: &str, programme_id: &str) {
+    state.cursor.family_seq = state.cursor.family_seq.max(seq);
+    // A family of a programme no longer configured cannot transact; skip it.
+    let Some(programme) = policy.programme_index(programme_id) else {
+        return;
+    };
+    if state.wallet_by_family(family_id).is_some() {
+        return;
+    }
+    state.push_wallet(Wallet {
+        family_id: Arc::from(family_id),
+        programme: programme as u16,
+        accounts: [0; Purse::COUNT],
+        balance_minor: [0; Purse::COUNT],
+        held_minor: [0; Purse::COUNT],
+        cards: Vec::new(),
+    });
+}
+
+pub(super) fn add_accounts(state: &mut State, policy: &Policy, accounts: &[AccountRow]) {
+    let mut last_wallet = None;
+    for a in accounts {
+        add_account(
+            state,
+            policy,
+            AccountRef {
+                account_id: a.account_id,
+                kind: &a.kind,
+                programme_id: &a.programme_id,
+                owner: &a.owner,
+                purse: &a.purse,
+            },
+            &mut last_wallet,
+        );
+    }
+}
+
+/// Funding, acquirer and provider accounts by owner; purse accounts on their wallet.
+fn add_account(
+    state: &mut State,
+    policy: &Policy,
+    a: AccountRef<'_>,
+    last_wallet: &mut Option<WalletIdx>,
+) {
+    let Some(programme) = policy.programme_index(a.programme_id) else {
+        return;
+    };
+    let p = programme as u16;
+    match a.kind {
+        kind::FUNDING => {
+            if let Some(funding) = state.funding_accounts.get_mut(programme) {
+                *funding = a.account_id;
+            }
         }
-        state.wallets[wallet as usize].accounts[purse.index()] = a.account_id;
-        state.purse_accounts.insert(a.account_id, (wallet, purse));
+        kind::ACQUIRER => {
+            state
+                .acquirer_accounts
+                .insert((p, a.owner.to_string()), a.account_id);
+        }
+        kind::PROVIDER => {
+            for id in f42_forms(a.owner) {
+                state.provider_accounts.insert((p, id), a.account_id);
+            }
+        }
+        kind::PURSE => {
+            let (Some(wallet), Some(purse)) = (
+                wallet_of(state, a.owner, last_wallet),
+                Purse::from_name(a.purse),
+            ) else {
+                return;
+            };
+            state.wallets[wallet as usize].accounts[purse.index()] = a.account_id;
+            state.purse_accounts.insert(a.account_id, (wallet, purse));
+        }
+        _ => {}
     }
 }
 
 pub(super) fn add_cards(state: &mut State, cards: &[CardRow]) {
+    let mut last_wallet = None;
     for c in cards {
-        state.cursor.card_seq = state.cursor.card_seq.max(c.seq);
-        let Some(&wallet) = state.wallet_index.get(c.family_id.as_str()) else {
-            continue;
-        };
-        // A row that is not a SHA-256 cannot match any PAN: skip it.
-        let Some(card_sha) = card_key(&c.card_sha) else {
-            continue;
-        };
-        if state.card_index.contains_key(&card_sha) {
-            continue;
-        }
-        let idx = state.cards.len() as u32;
-        state.wallets[wallet as usize].cards.push(idx);
-        state.cards.push(Card {
-            wallet,
-            card_sha,
-            expiry: c.expiry.parse().unwrap_or(0),
-            status: CardStatus::Active,
-            pin_offset: PinOffset::parse(&c.pin_offset).unwrap_or_default(),
-            pin_fails: 0,
-            pin_locked: false,
-            pin_unlocked_at_ms: 0,
-            daily: Vec::new(),
-        });
-        state.card_index.insert(card_sha, idx);
+        add_card(
+            state,
+            CardRef {
+                seq: c.seq,
+                card_sha: &c.card_sha,
+                family_id: &c.family_id,
+                expiry: &c.expiry,
+                pin_offset: &c.pin_offset,
+            },
+            &mut last_wallet,
+        );
     }
 }
 
-pub(super) fn add_providers(
-    state: &mut State,
-    policy: &Policy,
-    accounts: &[AccountRow],
-    providers: &[ProviderRow],
-) {
+fn add_card(state: &mut State, c: CardRef<'_>, last_wallet: &mut Option<WalletIdx>) {
+    state.cursor.card_seq = state.cursor.card_seq.max(c.seq);
+    let Some(wallet) = wallet_of(state, c.family_id, last_wallet) else {
+        return;
+    };
+    // A row that is not a SHA-256 cannot match any PAN: skip it.
+    let Some(card_sha) = card_key(c.card_sha) else {
+        return;
+    };
+    if state.card_by_key(&card_sha).is_some() {
+        return;
+    }
+    let idx = state.push_card(Card {
+        wallet,
+        card_sha,
+        expiry: c.expiry.parse().unwrap_or(0),
+        status: CardStatus::Active,
+        pin_offset: PinOffset::parse(c.pin_offset).unwrap_or_default(),
+        pin_fails: 0,
+        pin_locked: false,
+        pin_unlocked_at_ms: 0,
+        daily: Vec::new(),
+    });
+    state.wallets[wallet as usize].cards.push(idx);
+}
+
+/// The wallet of `family_id`, trying the one found last first: a family's five purse
+/// accounts and its cards come one after another (a hash lookup is a cache miss or two,
+/// at five million accounts a second of start-up).
+fn wallet_of(
+    state: &State,
+    family_id: &str,
+    last_wallet: &mut Option<WalletIdx>,
+) -> Option<WalletIdx> {
+    let last = last_wallet.filter(|&w| {
+        state
+            .wallets
+            .get(w as usize)
+            .is_some_and(|w| &*w.family_id == family_id)
+    });
+    if last.is_some() {
+        return last;
+    }
+    *last_wallet = state.wallet_by_family(family_id);
+    *last_wallet
+}
+
+/// Providers and the channel each is registered for (their accounts come with the
+/// other accounts).
+pub(super) fn add_providers(state: &mut State, providers: &[ProviderRow]) {
     for p in providers {
         state.cursor.provider_seq = state.cursor.provider_seq.max(p.seq);
         for id in f42_forms(&p.provider_id) {
             state.providers.insert(id, p.channel.clone());
-        }
-    }
-    for a in accounts.iter().filter(|a| a.kind == kind::PROVIDER) {
-        if let Some(programme) = policy.programme_index(&a.programme_id) {
-            for id in f42_forms(&a.owner) {
-                state
-                    .provider_accounts
-                    .insert((programme as u16, id), a.account_id);
-            }
         }
     }
 }

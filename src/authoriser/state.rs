@@ -3,7 +3,10 @@
 //! the ledger at start-up and after a failed commit; never shared, so never locked.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
+
+use hashbrown::HashTable;
 
 pub use super::journal::{Digester, Journal, KeyDigest, Legs, TxnRecord};
 use crate::domain::money::Purse;
@@ -197,9 +200,14 @@ pub struct Hold {
 #[derive(Debug, Default)]
 pub struct State {
     pub wallets: Vec<Wallet>,
-    pub wallet_index: HashMap<Arc<str>, WalletIdx>,
+    /// Family id -> wallet. Holds indices only, hashed by the wallet's own family id, so
+    /// the key is not stored twice (`push_wallet`, `wallet_by_family`).
+    pub(super) wallet_index: HashTable<WalletIdx>,
+    pub(super) family_hasher: RandomState,
     pub cards: Vec<Card>,
-    pub card_index: HashMap<CardKey, CardIdx>,
+    /// Card key -> card. Indices only (5 bytes a bucket instead of 37 with the key),
+    /// hashed by the card's own key (`push_card`, `card_by_key`).
+    pub(super) card_index: HashTable<CardIdx>,
     /// Per programme: the funding account.
     pub funding_accounts: Vec<i64>,
     /// (programme, acquirer id) -> settlement account.
@@ -211,7 +219,7 @@ pub struct State {
     /// (purse account, acquirer account) -> net paid, the ceiling for refunds.
     pub refundable: HashMap<(i64, i64), i64>,
     /// Purse account -> (wallet, purse), to apply entries written by others.
-    pub purse_accounts: HashMap<i64, (WalletIdx, Purse)>,
+    pub purse_accounts: PurseAccounts,
     /// Recent decisions, by key digest and by RRN digest.
     pub journal: Journal,
     /// Makes the digests the journal, holds and orphans are keyed by.
@@ -291,6 +299,197 @@ impl State {
 
     /// The card whose PAN hashes to `card_sha` (lower-case hex, as stored).
     pub fn card_by_sha(&self, card_sha: &str) -> Option<CardIdx> {
-        self.card_index.get(&card_key(card_sha)?).copied()
+        self.card_by_key(&card_key(card_sha)?)
+    }
+
+    pub fn card_by_key(&self, key: &CardKey) -> Option<CardIdx> {
+        let cards = &self.cards;
+        self.card_index
+            .find(card_hash(key), |&c| cards[c as usize].card_sha == *key)
+            .copied()
+    }
+
+    /// Adds a card and indexes it by its key; returns its index. The caller has checked
+    /// that the key is new, and adds the card to its wallet's list.
+    pub fn push_card(&mut self, card: Card) -> CardIdx {
+        let idx = self.cards.len() as CardIdx;
+        let hash = card_hash(&card.card_sha);
+        self.cards.push(card);
+        let cards = &self.cards;
+        self.card_index
+            .insert_unique(hash, idx, |&c| card_hash(&cards[c as usize].card_sha));
+        idx
+    }
+
+    pub fn wallet_by_family(&self, family_id: &str) -> Option<WalletIdx> {
+        let wallets = &self.wallets;
+        self.wallet_index
+            .find(self.family_hasher.hash_one(family_id), |&w| {
+                &*wallets[w as usize].family_id == family_id
+            })
+            .copied()
+    }
+
+    /// Adds a wallet and indexes it by its family id; returns its index. The caller has
+    /// checked that the family is new.
+    pub fn push_wallet(&mut self, wallet: Wallet) -> WalletIdx {
+        let idx = self.wallets.len() as WalletIdx;
+        let hash = self.family_hasher.hash_one(&*wallet.family_id);
+        self.wallets.push(wallet);
+        let (wallets, hasher) = (&self.wallets, &self.family_hasher);
+        self.wallet_index.insert_unique(hash, idx, |&w| {
+            hasher.hash_one(&*wallets[w as usize].family_id)
+        });
+        idx
+    }
+
+    /// Room for this many more families and cards and purse accounts up to this id, so
+    /// that loading a million families never doubles a table (and never holds the old
+    /// and the new one at once).
+    pub fn reserve(&mut self, families: usize, cards: usize, account_id_max: i64) {
+        self.wallets.reserve_exact(families);
+        let (wallets, hasher) = (&self.wallets, &self.family_hasher);
+        self.wallet_index.reserve(families, |&w| {
+            hasher.hash_one(&*wallets[w as usize].family_id)
+        });
+        self.cards.reserve_exact(cards);
+        let all_cards = &self.cards;
+        self.card_index
+            .reserve(cards, |&c| card_hash(&all_cards[c as usize].card_sha));
+        self.purse_accounts
+            .reserve_ids(account_id_max, families * Purse::COUNT);
+    }
+}
+
+/// A card key is a SHA-256: its first eight bytes are already a uniform hash.
+fn card_hash(key: &CardKey) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&key[..8]);
+    u64::from_le_bytes(first)
+}
+
+/// Purse account -> (wallet, purse). Account ids are handed out in sequence from 1, so a
+/// table indexed by the id (8 bytes a slot) replaces a hash map of five million entries
+/// (17 bytes a bucket, up to twice as many buckets as entries). An id far beyond the
+/// table (a database whose sequence jumped) goes to a map instead, so the table stays
+/// within about two slots per purse account.
+#[derive(Debug, Default)]
+pub struct PurseAccounts {
+    slots: Vec<Option<(WalletIdx, Purse)>>,
+    far: HashMap<i64, (WalletIdx, Purse)>,
+    in_slots: usize,
+}
+
+const _: () = assert!(std::mem::size_of::<Option<(WalletIdx, Purse)>>() == 8);
+
+impl PurseAccounts {
+    /// Ids the table may cover beyond two per purse account.
+    const SLOTS_SLACK: usize = 1 << 20;
+
+    fn may_cover(&self, id: usize, purse_accounts: usize) -> bool {
+        id <= 2 * purse_accounts.max(self.in_slots) + Self::SLOTS_SLACK
+    }
+
+    /// Sizes the table for ids up to `account_id_max` at once, if that many slots are
+    /// within bounds for `purse_accounts` purse accounts.
+    pub fn reserve_ids(&mut self, account_id_max: i64, purse_accounts: usize) {
+        let Ok(id) = usize::try_from(account_id_max) else {
+            return;
+        };
+        if id >= self.slots.len() && self.may_cover(id, purse_accounts) {
+            self.slots.reserve_exact(id + 1 - self.slots.len());
+        }
+    }
+
+    pub fn insert(&mut self, account: i64, value: (WalletIdx, Purse)) {
+        match usize::try_from(account) {
+            Ok(id) if id < self.slots.len() || self.may_cover(id, 0) => {
+                if id >= self.slots.len() {
+                    self.slots.resize(id + 1, None);
+                }
+                if self.slots[id].replace(value).is_none() {
+                    self.in_slots += 1;
+                }
+            }
+            _ => {
+                self.far.insert(account, value);
+            }
+        }
+    }
+
+    pub fn get(&self, account: &i64) -> Option<&(WalletIdx, Purse)> {
+        let slot = usize::try_from(*account)
+            .ok()
+            .and_then(|id| self.slots.get(id))
+            .and_then(Option::as_ref);
+        match slot {
+            Some(value) => Some(value),
+            None if self.far.is_empty() => None,
+            None => self.far.get(account),
+        }
+    }
+
+    pub fn contains_key(&self, account: &i64) -> bool {
+        self.get(account).is_some()
+    }
+}
+
+#[cfg(test)]
+mod purse_account_tests {
+    use super::*;
+
+    #[test]
+    fn purse_accounts_find_dense_far_and_negative_ids() {
+        let mut accounts = PurseAccounts::default();
+        accounts.reserve_ids(10, 10);
+        accounts.insert(1, (0, Purse::Cash));
+        accounts.insert(7, (1, Purse::Food));
+        // Far beyond two slots a purse account: kept in the map, not a huge table.
+        accounts.insert(1 << 40, (2, Purse::Health));
+        accounts.insert(-3, (3, Purse::Education));
+        assert_eq!(accounts.get(&1), Some(&(0, Purse::Cash)));
+        assert_eq!(accounts.get(&7), Some(&(1, Purse::Food)));
+        assert_eq!(accounts.get(&(1 << 40)), Some(&(2, Purse::Health)));
+        assert_eq!(accounts.get(&-3), Some(&(3, Purse::Education)));
+        assert!(accounts.slots.len() < 1 << 21);
+        assert!(!accounts.contains_key(&2));
+        assert!(!accounts.contains_key(&(1 << 30)));
+    }
+
+    #[test]
+    fn indexes_find_every_wallet_and_card_past_their_reserved_size() {
+        let mut state = State::default();
+        state.reserve(2, 2, 10);
+        for f in 0..100u32 {
+            let wallet = state.push_wallet(Wallet {
+                family_id: Arc::from(format!("3601{f:012}").as_str()),
+                programme: 0,
+                accounts: [0; Purse::COUNT],
+                balance_minor: [0; Purse::COUNT],
+                held_minor: [0; Purse::COUNT],
+                cards: Vec::new(),
+            });
+            let mut card_sha = [0u8; 32];
+            card_sha[..4].copy_from_slice(&f.to_be_bytes());
+            state.push_card(Card {
+                wallet,
+                card_sha,
+                expiry: 2912,
+                status: CardStatus::Active,
+                pin_offset: PinOffset::default(),
+                pin_fails: 0,
+                pin_locked: false,
+                pin_unlocked_at_ms: 0,
+                daily: Vec::new(),
+            });
+        }
+        for f in 0..100u32 {
+            assert_eq!(state.wallet_by_family(&format!("3601{f:012}")), Some(f));
+            let mut card_sha = [0u8; 32];
+            card_sha[..4].copy_from_slice(&f.to_be_bytes());
+            assert_eq!(state.card_by_key(&card_sha), Some(f));
+        }
+        assert_eq!(state.wallet_by_family("3601999999999999"), None);
+        assert_eq!(state.card_by_key(&[0xff; 32]), None);
     }
 }

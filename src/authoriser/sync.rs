@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::core::Core;
-use super::load::{add_cards, add_families, add_providers, add_purse_accounts, apply_card_events};
+use super::load::{add_accounts, add_cards, add_families, add_providers, apply_card_events};
 use super::state::SyncCursor;
 use crate::ledger::read::{AccountRow, BatchRow, CardEventRow, CardRow, FamilyRow, ProviderRow};
 use crate::ledger::{Db, EntryRow, LedgerError};
@@ -40,8 +40,8 @@ pub(super) async fn pick_up(db: &Db, core: &mut Core) -> Result<(), LedgerError>
     let policy = &core.policy;
     if !delta.families.is_empty() || !delta.providers.is_empty() {
         add_families(state, policy, &delta.families);
-        add_purse_accounts(state, policy, &delta.accounts);
-        add_providers(state, policy, &delta.accounts, &delta.providers);
+        add_accounts(state, policy, &delta.accounts);
+        add_providers(state, &delta.providers);
     }
     add_cards(state, &delta.cards);
     apply_card_events(state, &delta.events);
@@ -66,7 +66,10 @@ async fn read_delta(db: &Db, cursor: SyncCursor) -> Result<Delta, LedgerError> {
     let accounts = if families.is_empty() && providers.is_empty() {
         Vec::new()
     } else {
-        db.accounts(&mut conn).await?
+        // Not every account: five million rows at a million families, every time one
+        // family is added, would not fit in READ_TIMEOUT.
+        db.accounts_of_families_since(&mut conn, cursor.family_seq)
+            .await?
     };
     let cards = db.cards_since(&mut conn, cursor.card_seq).await?;
     let events = db

@@ -22,8 +22,14 @@ pub fn state(
         funding_accounts: vec![0; policy.programmes.len()],
         ..State::default()
     };
+    let card_count = families as usize * cards_per_family as usize;
+    state.reserve(
+        families as usize,
+        card_count,
+        i64::from(families) * Purse::COUNT as i64,
+    );
     let mut next_account = 1i64;
-    let mut pans = Vec::new();
+    let mut pans = Vec::with_capacity(card_count);
     for f in 0..families {
         let family_id: Arc<str> = Arc::from(format!("3601{f:012}").as_str());
         let accounts = std::array::from_fn(|p| next_account + p as i64);
@@ -31,8 +37,7 @@ pub fn state(
         for (p, purse) in Purse::ALL.iter().enumerate() {
             state.purse_accounts.insert(accounts[p], (f, *purse));
         }
-        state.wallet_index.insert(family_id.clone(), f);
-        state.wallets.push(Wallet {
+        state.push_wallet(Wallet {
             family_id,
             programme: 0,
             accounts,
@@ -80,10 +85,7 @@ fn add_card(state: &mut State, policy: &Policy, wallet: u32, pan: &Pan, pin: &st
         .and_then(|offset| PinOffset::parse(&offset))
         .unwrap_or_default();
     let card_sha = card_key(&pan.sha256_hex()).unwrap_or_default();
-    let idx = state.cards.len() as u32;
-    state.wallets[wallet as usize].cards.push(idx);
-    state.card_index.insert(card_sha, idx);
-    state.cards.push(Card {
+    let idx = state.push_card(Card {
         wallet,
         card_sha,
         expiry: 9912,
@@ -94,4 +96,5 @@ fn add_card(state: &mut State, policy: &Policy, wallet: u32, pan: &Pan, pin: &st
         pin_unlocked_at_ms: 0,
         daily: Vec::new(),
     });
+    state.wallets[wallet as usize].cards.push(idx);
 }

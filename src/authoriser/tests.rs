@@ -189,8 +189,7 @@ fn sut() -> Sut {
         for (p, purse) in Purse::ALL.iter().enumerate() {
             state.purse_accounts.insert(accounts[p], (f as u32, *purse));
         }
-        state.wallet_index.insert(family_id.clone(), f as u32);
-        state.wallets.push(Wallet {
+        state.push_wallet(Wallet {
             family_id,
             programme: 0,
             accounts,
@@ -209,8 +208,7 @@ fn sut() -> Sut {
         .unwrap();
         let pin_offset = PinOffset::parse(&pin_offset).unwrap();
         let card_sha = card_key(&pan.sha256_hex()).unwrap();
-        state.card_index.insert(card_sha, f as u32);
-        state.cards.push(Card {
+        state.push_card(Card {
             wallet: f as u32,
             card_sha,
             expiry: 2912,

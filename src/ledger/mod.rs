@@ -5,6 +5,7 @@
 //! [`writer::LedgerWriter`], one database transaction per batch with the audit chain;
 //! reads for start-up, sync, verify and reports live in [`read`].
 
+pub mod bulk;
 pub mod chain;
 pub mod checkpoint;
 pub mod db;

@@ -81,6 +81,29 @@ impl Db {
         .await?)
     }
 
+    /// The accounts that are not purses (few), and the purse accounts of the families
+    /// added after `family_seq`: what the sync loop needs when families or providers
+    /// were added, without reading every purse account.
+    pub async fn accounts_of_families_since(
+        &self,
+        conn: &mut AnyConnection,
+        family_seq: i64,
+    ) -> Result<Vec<AccountRow>, LedgerError> {
+        Ok(sqlx::query_as(&self.sql(
+            "SELECT account_id, kind, programme_id, owner, purse FROM accounts \
+             WHERE kind IN ('funding', 'acquirer', 'provider') \
+             UNION ALL \
+             SELECT a.account_id, a.kind, a.programme_id, a.owner, a.purse FROM families f \
+             JOIN accounts a ON a.kind = 'purse' AND a.programme_id = f.programme_id \
+                 AND a.owner = f.family_id \
+             WHERE f.seq > ? \
+             ORDER BY account_id",
+        ))
+        .bind(family_seq)
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+
     /// Net amount each purse paid each acquirer (debits less refunds and reversals):
     /// the most a refund at that acquirer may return to that purse.
     pub async fn refundable(
@@ -254,7 +277,9 @@ impl Db {
 
 impl Db {
     /// Entries of the transfers decided at or after `at_ms`: the legs a reversal of a
-    /// recent transfer undoes.
+    /// recent transfer undoes. Ordered by the transfer's columns (the same order): that
+    /// leads SQLite from transfers to their entries, not through every entry (10 M after
+    /// a tranche: 7 s instead of 1 s).
     pub async fn entries_since(
         &self,
         conn: &mut AnyConnection,
@@ -263,7 +288,7 @@ impl Db {
         Ok(sqlx::query_as(&self.sql(
             "SELECT e.batch_seq, e.transfer_idx, e.account_id, e.amount_minor FROM entries e \
              JOIN transfers t ON t.batch_seq = e.batch_seq AND t.idx = e.transfer_idx \
-             WHERE t.at_ms >= ? AND t.mti <> '' ORDER BY e.batch_seq, e.transfer_idx, e.entry_idx",
+             WHERE t.at_ms >= ? AND t.mti <> '' ORDER BY t.batch_seq, t.idx, e.entry_idx",
         ))
         .bind(at_ms)
         .fetch_all(&mut *conn)
