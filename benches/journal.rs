@@ -7,6 +7,10 @@
 //! Only `Core::handle` and the edge are used, so the same file measures an older
 //! commit in the same run (docs/reliability.md shows how).
 
+mod support;
+
+use support::rss_mib;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,17 +26,6 @@ use multiguna::policy::Policy;
 const FAMILIES: u32 = 200_000;
 /// The writer clears its batch after each commit; the bench does the same.
 const BATCH_LEN: usize = 2048;
-
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
 
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {

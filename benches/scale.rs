@@ -3,23 +3,16 @@
 //!
 //! `cargo bench --bench scale` (1,000,000 families); `FAMILIES=10000000 cargo bench --bench scale`
 
+mod support;
+
+use support::rss_mib;
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use multiguna::authoriser::synthetic;
 use multiguna::config::{Config, DEFAULT_TOML};
 use multiguna::policy::Policy;
-
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
 
 fn main() {
     // `cargo test` runs bench targets only with --benches; this one is for `cargo bench`.
