@@ -15,12 +15,20 @@ static SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/sqlite/0002_checkpoints.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_hot_indexes.sql"),
+    ),
 ];
 static POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_ledger.sql")),
     (
         2,
         include_str!("../../migrations/postgres/0002_checkpoints.sql"),
+    ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_hot_indexes.sql"),
     ),
 ];
 
