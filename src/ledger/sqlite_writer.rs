@@ -29,9 +29,19 @@ pub struct SqliteWriter {
 impl SqliteWriter {
     pub fn start(path: PathBuf) -> SqliteWriter {
         let (tx, rx) = mpsc::channel::<Work>();
+        // One pending "there is WAL to copy back" is enough: signals coalesce.
+        let (wal_tx, wal_rx) = mpsc::sync_channel::<()>(1);
+        let wal_path = path.clone();
+        std::thread::Builder::new()
+            .name("ledger-wal".into())
+            .spawn(move || copy_back(wal_path, wal_rx))
+            .map(|_| ())
+            .unwrap_or_else(
+                |e| tracing::error!(error = %e, "cannot start the SQLite WAL thread"),
+            );
         std::thread::Builder::new()
             .name("ledger-sqlite".into())
-            .spawn(move || run(path, rx))
+            .spawn(move || run(path, rx, wal_tx))
             .map(|_| ())
             .unwrap_or_else(
                 |e| tracing::error!(error = %e, "cannot start the SQLite writer thread"),
@@ -67,7 +77,7 @@ impl SqliteWriter {
     }
 }
 
-fn run(path: PathBuf, rx: mpsc::Receiver<Work>) {
+fn run(path: PathBuf, rx: mpsc::Receiver<Work>, wal: mpsc::SyncSender<()>) {
     let mut conn: Option<Connection> = None;
     for work in rx {
         if conn.is_none() {
@@ -84,13 +94,44 @@ fn run(path: PathBuf, rx: mpsc::Receiver<Work>) {
         if result.is_err() {
             // The next batch starts from a fresh connection (the file may be back).
             conn = None;
+        } else {
+            let _ = wal.try_send(());
         }
         let _ = work.reply.send((work.batch, result));
     }
 }
 
-/// WAL pages after which a commit copies the WAL back into the database file.
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+/// Copies committed WAL frames back into the database file on a connection of its own,
+/// so the writer's commits (and the answers waiting for them) never wait for it. A
+/// PASSIVE checkpoint takes no write lock; SQLite restarts the WAL from its beginning
+/// once it has been copied back. Ends when the writer thread does.
+fn copy_back(path: PathBuf, wal: mpsc::Receiver<()>) {
+    let mut conn: Option<Connection> = None;
+    for () in wal {
+        if conn.is_none() {
+            conn = Connection::open(&path)
+                .and_then(|c| c.busy_timeout(std::time::Duration::from_secs(5)).map(|_| c))
+                .map_err(|e| tracing::warn!(error = %e, "SQLite WAL connection failed"))
+                .ok();
+        }
+        let Some(c) = conn.as_ref() else {
+            continue;
+        };
+        let copied = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if let Err(e) = copied {
+            tracing::warn!(error = %e, "SQLite WAL copy-back failed; will retry");
+            conn = None;
+        }
+        // At most a few copy-backs a second: each one reads what the last left.
+        std::thread::sleep(WAL_COPY_BACK_PAUSE);
+    }
+}
+
+/// WAL pages after which a commit itself copies the WAL back into the database file:
+/// only a backstop, for when the copy-back thread falls behind (or cannot open).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 50_000;
+/// Pause after each background copy-back.
+const WAL_COPY_BACK_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn open(path: &PathBuf) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
@@ -103,8 +144,8 @@ fn open(path: &PathBuf) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "cache_size", -262_144)?;
     // A batch of 2,048 transfers dirties thousands of pages, past SQLite's default of
     // 1,000 WAL pages: the default copied the WAL back into the database (and fsync'd
-    // it) after nearly every commit. 10,000 pages (40 MB of WAL) lets one copy-back
-    // serve several batches (1.3x per transfer in a probe of this schema; docs/performance.md).
+    // it) inside nearly every commit. The copy-back thread does it beside the writer;
+    // this only bounds the WAL (200 MB) if that thread falls behind.
     conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
     Ok(conn)
 }
