@@ -36,9 +36,7 @@ impl SqliteWriter {
             .name("ledger-wal".into())
             .spawn(move || copy_back(wal_path, wal_rx))
             .map(|_| ())
-            .unwrap_or_else(
-                |e| tracing::error!(error = %e, "cannot start the SQLite WAL thread"),
-            );
+            .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the SQLite WAL thread"));
         std::thread::Builder::new()
             .name("ledger-sqlite".into())
             .spawn(move || run(path, rx, wal_tx))
