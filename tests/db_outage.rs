@@ -49,6 +49,9 @@ struct ProxyShared {
     upstream: String,
     stop: AtomicBool,
     held: AtomicBool,
+    /// Armed: the next COMMIT to pass gets through, and its answer (with everything
+    /// after it on that connection) is lost.
+    lose_commit_answer: AtomicBool,
     listener: Mutex<Option<TcpListener>>,
     /// Both ends of every forwarded connection, to cut them.
     streams: Mutex<Vec<TcpStream>>,
@@ -65,6 +68,7 @@ impl Proxy {
             upstream: upstream.to_string(),
             stop: AtomicBool::new(false),
             held: AtomicBool::new(false),
+            lose_commit_answer: AtomicBool::new(false),
             listener: Mutex::new(Some(listener)),
             streams: Mutex::new(Vec::new()),
             stalled: Mutex::new(Vec::new()),
@@ -94,6 +98,13 @@ impl Proxy {
 
     fn hold(&self) {
         self.shared.held.store(true, Ordering::Relaxed);
+    }
+
+    /// The server gets the next COMMIT and commits; the client never hears so.
+    fn lose_next_commit_answer(&self) {
+        self.shared
+            .lose_commit_answer
+            .store(true, Ordering::Relaxed);
     }
 
     fn release(&self) {
@@ -167,12 +178,22 @@ fn forward(shared: &Arc<ProxyShared>, client: TcpStream) {
     };
     shared.streams.lock().expect("lock").extend([c3, s3]);
     let (up, down) = (Arc::clone(shared), Arc::clone(shared));
-    std::thread::spawn(move || pump(client, server, &up));
-    std::thread::spawn(move || pump(s2, c2, &down));
+    // Set on this connection once a COMMIT whose answer is to be lost went up.
+    let deaf = Arc::new(AtomicBool::new(false));
+    let (deaf_up, deaf_down) = (Arc::clone(&deaf), deaf);
+    std::thread::spawn(move || pump(client, server, &up, Direction::Up(&deaf_up)));
+    std::thread::spawn(move || pump(s2, c2, &down, Direction::Down(&deaf_down)));
+}
+
+/// Client to server (watching for the COMMIT to lose), or server to client (dropping
+/// what comes once it went up).
+enum Direction<'a> {
+    Up(&'a AtomicBool),
+    Down(&'a AtomicBool),
 }
 
 /// Copies until either side closes, then closes both; while held, keeps what it read.
-fn pump(mut from: TcpStream, mut to: TcpStream, shared: &ProxyShared) {
+fn pump(mut from: TcpStream, mut to: TcpStream, shared: &ProxyShared, direction: Direction) {
     let mut buf = [0u8; 16 * 1024];
     loop {
         match from.read(&mut buf) {
@@ -180,6 +201,16 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &ProxyShared) {
             Ok(n) => {
                 while shared.held.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(20));
+                }
+                match direction {
+                    Direction::Up(deaf)
+                        if buf[..n].windows(6).any(|w| w == b"COMMIT")
+                            && shared.lose_commit_answer.swap(false, Ordering::Relaxed) =>
+                    {
+                        deaf.store(true, Ordering::Relaxed);
+                    }
+                    Direction::Down(deaf) if deaf.load(Ordering::Relaxed) => continue,
+                    _ => {}
                 }
                 if to.write_all(&buf[..n]).is_err() {
                     break;
@@ -457,10 +488,8 @@ fn the_proxy_forwards_cuts_and_restores() {
     assert_eq!(roundtrip(&mut again), Some(*b"ping"));
 }
 
-/// The known gap of docs/reliability.md: a partition that holds packets (no RST, no
-/// refusal) leaves the PostgreSQL ledger writer waiting on its connection with no
-/// bound, so requests get no answer at all. Fails today; kept to show it and to pass
-/// once the writer has a deadline.
+/// A partition that holds packets (no RST, no refusal): the PostgreSQL writer's bound on
+/// connect and commit turns it into 91s instead of requests with no answer at all.
 #[test]
 
 fn postgres_partition_that_holds_packets_answers_91() {
@@ -490,4 +519,52 @@ fn postgres_partition_that_holds_packets_answers_91() {
             "a 91 of the partition was posted"
         );
     }
+}
+
+/// The server commits a batch and the answer to COMMIT is lost on the way back. A 91
+/// would say "nothing was posted" while the rows say 00: the writer fences the old
+/// session, reads the batch back, finds it, and answers as decided.
+#[test]
+fn postgres_commit_whose_answer_is_lost_is_answered_as_decided() {
+    let Some(db) = backends().into_iter().find(TestDb::is_postgres) else {
+        eprintln!("skipped: MULTIGUNA_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let cards = db.province(2);
+    let proxy = Proxy::start(&db.server_addr().expect("PostgreSQL host:port"));
+    let via_proxy = db.url_via(&proxy.addr());
+    let switch = Switch::start_with(&db, &[("MULTIGUNA__DATABASE__URL", via_proxy.as_str())]);
+    first_approval("lost commit answer", &switch, &cards);
+    // The start-up checkpoint commits on a connection of its own: let it pass first, so
+    // the COMMIT whose answer is lost is the writer's.
+    wait_until("the start-up checkpoint", || {
+        db.scalar("SELECT COUNT(*) FROM checkpoints") >= 1
+    });
+    proxy.lose_next_commit_answer();
+    let spec = purchase(&cards, 1);
+    let (code, took) = timed(&switch, &spec, Duration::from_secs(15));
+    eprintln!("lost commit answer: {code} in {took:?}");
+    assert!(
+        !proxy.shared.lose_commit_answer.load(Ordering::Relaxed),
+        "a COMMIT went through the proxy and its answer was lost"
+    );
+    assert_eq!(
+        posted_rows_of(&db, &spec),
+        1,
+        "the server committed the batch"
+    );
+    assert_eq!(
+        code, "00",
+        "a committed batch is answered as decided, not 91"
+    );
+    let (again, _) = timed(&switch, &spec, OUTAGE_ANSWER_BOUND);
+    assert_eq!(again, "00", "the retry gets the first answer");
+    assert_eq!(posted_rows_of(&db, &spec), 1, "and posts nothing");
+    assert_eq!(healthz(&switch), 200);
+    let out = db.cli(&["ledger", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -213,10 +213,11 @@ fn numbered_placeholders(query: &str) -> String {
     out
 }
 
-/// Runs one statement without results on a connection. One non-generic function, so
-/// futures that hold it stay `Send` for `tokio::spawn`.
+/// Runs one statement without parameters or results on a connection (BEGIN, COMMIT,
+/// pragmas), as a simple query: one round trip, no prepared statement to cache. One
+/// non-generic function, so futures that hold it stay `Send` for `tokio::spawn`.
 pub async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(sql).execute(conn).await.map(|_| ())
+    sqlx::Executor::execute(conn, sql).await.map(|_| ())
 }
 
 #[cfg(test)]

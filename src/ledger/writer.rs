@@ -25,6 +25,10 @@ const PG_LEDGER_LOCK: i64 = 8_583_001;
 /// 91. Generous against fsync stalls; short against a terminal's timeout.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long the writer may spend finding out whether a commit whose answer was lost went
+/// through (fencing the old session, then reading the batch back).
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 fn timed_out(what: &str) -> LedgerError {
     LedgerError::Invariant(format!("ledger {what} took longer than {COMMIT_TIMEOUT:?}"))
 }
@@ -39,6 +43,8 @@ pub struct Committed {
 pub struct LedgerWriter {
     db: Db,
     conn: Option<AnyConnection>,
+    /// The PostgreSQL backend serving `conn`: what to fence when a commit's answer is lost.
+    pid: Option<i32>,
     source: &'static str,
     /// SQLite goes through its own thread (sqlite_writer.rs); PostgreSQL through sqlx.
     sqlite: Option<SqliteWriter>,
@@ -52,6 +58,7 @@ impl LedgerWriter {
         LedgerWriter {
             db,
             conn: None,
+            pid: None,
             source,
             sqlite,
         }
@@ -63,6 +70,7 @@ impl LedgerWriter {
         LedgerWriter {
             db,
             conn: None,
+            pid: None,
             source,
             sqlite: None,
         }
@@ -79,31 +87,131 @@ impl LedgerWriter {
         if let Some(sqlite) = self.sqlite.as_ref() {
             return sqlite.commit(batch, self.source, now_ms).await;
         }
+        let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
         if self.conn.is_none() {
-            let opened = tokio::time::timeout(COMMIT_TIMEOUT, self.db.open_connection()).await;
-            self.conn = Some(opened.map_err(|_| timed_out("connect"))??);
+            let opened = tokio::time::timeout_at(deadline, open_postgres(&self.db)).await;
+            let (conn, pid) = opened.map_err(|_| timed_out("connect"))??;
+            (self.conn, self.pid) = (Some(conn), pid);
         }
         let Some(conn) = self.conn.as_mut() else {
             return Err(LedgerError::Invariant("no connection".into()));
         };
         // A partition that holds packets would leave the writer waiting for ever: past
-        // the bound the batch is answered 91 and the connection dropped (if the server
-        // did commit, the rebuilt state holds it and a retry is answered from it).
-        let written = tokio::time::timeout(
-            COMMIT_TIMEOUT,
+        // the bound the batch is answered 91 and the connection dropped. Up to COMMIT
+        // nothing can have been posted: the server aborts an open transaction when its
+        // connection goes.
+        let written = tokio::time::timeout_at(
+            deadline,
             write_batch(&self.db, conn, batch, self.source, now_ms),
         )
         .await;
-        let result = written.unwrap_or_else(|_| Err(timed_out("commit")));
-        if result.is_err() {
-            // Dropped, not rolled back: the server aborts an open transaction when its
-            // connection goes, and a held connection would only make us wait again.
-            self.conn = None;
+        let committed = match written.unwrap_or_else(|_| Err(timed_out("write"))) {
+            Ok(committed) => committed,
+            Err(err) => {
+                self.conn = None;
+                return Err(err);
+            }
+        };
+        let answered =
+            tokio::time::timeout_at(deadline, crate::ledger::db::exec(conn, "COMMIT")).await;
+        match answered {
+            Ok(Ok(())) => Ok(committed),
+            // COMMIT was sent and its answer lost: the batch may or may not be in. A 91
+            // says "nothing was posted", so find out before answering.
+            Ok(Err(_)) | Err(_) if self.pid.is_some() => {
+                self.conn = None;
+                let old_pid = self.pid.take();
+                self.resolve(old_pid, committed).await
+            }
+            Ok(Err(err)) => {
+                self.conn = None;
+                Err(err.into())
+            }
+            Err(_) => {
+                self.conn = None;
+                Err(timed_out("commit"))
+            }
         }
-        result
+    }
+
+    /// After a lost COMMIT answer: ends the old session (so its transaction can no
+    /// longer commit later), then reads the batch back. `Ok` when it is in the ledger
+    /// with our hash, so its answers go out as decided; `Err` (91) when it is not, or
+    /// when that cannot be known within `RESOLVE_TIMEOUT` (logged as an error: the
+    /// rebuilt state will hold the batch if it did commit).
+    async fn resolve(
+        &mut self,
+        old_pid: Option<i32>,
+        committed: Committed,
+    ) -> Result<Committed, LedgerError> {
+        let db = self.db.clone();
+        let batch_seq = committed.batch_seq;
+        let fenced_and_read = tokio::time::timeout(RESOLVE_TIMEOUT, async {
+            let (mut conn, pid) = open_postgres(&db).await?;
+            if let Some(old) = old_pid {
+                sqlx::query(&db.sql("SELECT pg_terminate_backend(?)"))
+                    .bind(old)
+                    .execute(&mut conn)
+                    .await?;
+                while sqlx::query(&db.sql("SELECT pid FROM pg_stat_activity WHERE pid = ?"))
+                    .bind(old)
+                    .fetch_optional(&mut conn)
+                    .await?
+                    .is_some()
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+            let found: Option<(String,)> =
+                sqlx::query_as(&db.sql("SELECT hash FROM ledger_batches WHERE batch_seq = ?"))
+                    .bind(batch_seq)
+                    .fetch_optional(&mut conn)
+                    .await?;
+            Ok::<_, LedgerError>((conn, pid, found))
+        })
+        .await;
+        match fenced_and_read {
+            Ok(Ok((conn, pid, found))) => {
+                (self.conn, self.pid) = (Some(conn), pid);
+                if found.is_some_and(|(hash,)| hash == committed.hash) {
+                    tracing::warn!(batch_seq, "a commit's answer was lost; the batch is in the ledger: answered as decided");
+                    Ok(committed)
+                } else {
+                    tracing::warn!(
+                        batch_seq,
+                        "a commit's answer was lost; the batch is not in the ledger: answered 91"
+                    );
+                    Err(LedgerError::Invariant(
+                        "ledger commit lost; nothing posted".into(),
+                    ))
+                }
+            }
+            Ok(Err(err)) => {
+                tracing::error!(batch_seq, error = %err, "ledger commit outcome unknown: the batch is answered 91 and may be in the ledger");
+                Err(err)
+            }
+            Err(_) => {
+                tracing::error!(batch_seq, "ledger commit outcome unknown within {RESOLVE_TIMEOUT:?}: the batch is answered 91 and may be in the ledger");
+                Err(timed_out("commit"))
+            }
+        }
     }
 }
 
+/// A connection and, on PostgreSQL, the backend serving it.
+async fn open_postgres(db: &Db) -> Result<(AnyConnection, Option<i32>), LedgerError> {
+    let mut conn = db.open_connection().await?;
+    if db.backend != Backend::Postgres {
+        return Ok((conn, None)); // SQLite through sqlx: the benches' baseline
+    }
+    let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await?;
+    Ok((conn, Some(pid)))
+}
+
+/// Everything of a batch but its COMMIT, which the caller sends (and, if its answer is
+/// lost, resolves).
 async fn write_batch(
     db: &Db,
     conn: &mut AnyConnection,
@@ -144,7 +252,6 @@ async fn write_batch(
             .execute(&mut *conn)
             .await?;
     }
-    crate::ledger::db::exec(conn, "COMMIT").await?;
     Ok(Committed { batch_seq, hash })
 }
 
