@@ -198,14 +198,17 @@ mg_check_approvals() {
       python3 - "$WORK/multiguna.db" "$@" <<'EOF'
 import csv, sqlite3, sys
 db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=30)
+# One pass over the ledger into a map: the ledger keeps no index by request key (the
+# switch finds keys in memory), so a query per approval would scan the table each time.
+rcs_by_key = {}
+for key in db.execute("SELECT acquirer, terminal, stan, transmitted, rc FROM transfers WHERE mti <> ''"):
+    rcs_by_key.setdefault(key[:4], []).append(key[4])
 seen = checked = missing = dups = wrong = 0
 for path in sys.argv[2:]:
     with open(path) as f:
         for row in csv.DictReader(f):
             seen += 1
-            rcs = [r[0] for r in db.execute(
-                "SELECT rc FROM transfers WHERE acquirer = ? AND terminal = ? AND stan = ? AND transmitted = ?",
-                (row["acquirer"], row["terminal"], row["stan"], row["transmitted"]))]
+            rcs = rcs_by_key.get((row["acquirer"], row["terminal"], row["stan"], row["transmitted"]), [])
             if not rcs: missing += 1
             elif len(rcs) > 1: dups += 1
             elif rcs[0] != "00": wrong += 1
@@ -224,11 +227,10 @@ SELECT COUNT(*),
        COUNT(*) FILTER (WHERE n = 0),
        COUNT(*) FILTER (WHERE n > 1),
        COUNT(*) FILTER (WHERE n = 1 AND ok = 0)
-FROM (SELECT (SELECT COUNT(*) FROM transfers t WHERE t.acquirer = r.acquirer AND t.terminal = r.terminal
-                AND t.stan = r.stan AND t.transmitted = r.transmitted) AS n,
-             (SELECT COUNT(*) FROM transfers t WHERE t.acquirer = r.acquirer AND t.terminal = r.terminal
-                AND t.stan = r.stan AND t.transmitted = r.transmitted AND t.rc = '00') AS ok
-      FROM rec r) x;
+FROM (SELECT COUNT(t.rc) AS n, COUNT(t.rc) FILTER (WHERE t.rc = '00') AS ok
+      FROM rec r LEFT JOIN transfers t ON t.acquirer = r.acquirer AND t.terminal = r.terminal
+          AND t.stan = r.stan AND t.transmitted = r.transmitted
+      GROUP BY r.acquirer, r.terminal, r.stan, r.transmitted) x;
 EOF
       ;;
   esac
