@@ -359,6 +359,39 @@ fn after_outage(name: &str, switch: &Switch, cards: &[multiguna::demo::DemoCard]
     wait_until("/healthz 200 after the outage", || healthz(switch) == 200);
 }
 
+/// After the outage: service back by itself, none of the outage's 91s posted, a clean
+/// stop, and a ledger that verifies.
+fn recovered(
+    name: &str,
+    db: &TestDb,
+    switch: Switch,
+    cards: &[multiguna::demo::DemoCard],
+    refused: &[TxnSpec],
+) {
+    after_outage(name, &switch, cards);
+    for spec in refused {
+        assert_eq!(
+            posted_rows_of(db, spec),
+            0,
+            "{name}: a 91 of the outage was posted"
+        );
+    }
+    assert_eq!(
+        switch.terminate().code(),
+        Some(0),
+        "{name}: clean stop after the outage"
+    );
+    db.cli_ok(&["ledger", "verify"]);
+}
+
+/// A switch whose PostgreSQL connections all go through a proxy (kept alive with it).
+fn switch_behind_proxy(db: &TestDb) -> (Proxy, Switch) {
+    let proxy = Proxy::start(&db.server_addr().expect("PostgreSQL host:port"));
+    let via_proxy = db.url_via(&proxy.addr());
+    let switch = Switch::start_with(db, &[("MULTIGUNA__DATABASE__URL", via_proxy.as_str())]);
+    (proxy, switch)
+}
+
 fn first_approval(name: &str, switch: &Switch, cards: &[multiguna::demo::DemoCard]) {
     let (code, _) = timed(switch, &purchase(cards, 50), OUTAGE_ANSWER_BOUND);
     assert_eq!(code, "00", "{name}: before the outage");
@@ -374,10 +407,7 @@ fn postgres_outage_answers_91_posts_nothing_and_service_resumes_by_itself() {
         return;
     };
     let cards = db.province(4);
-    let upstream = db.server_addr().expect("PostgreSQL host:port");
-    let proxy = Proxy::start(&upstream);
-    let via_proxy = db.url_via(&proxy.addr());
-    let switch = Switch::start_with(&db, &[("MULTIGUNA__DATABASE__URL", via_proxy.as_str())]);
+    let (proxy, switch) = switch_behind_proxy(&db);
     first_approval("postgres", &switch, &cards);
     let before = transfers(&db);
 
@@ -387,20 +417,7 @@ fn postgres_outage_answers_91_posts_nothing_and_service_resumes_by_itself() {
     assert_eq!(transfers(&db), before, "nothing posted during the outage");
 
     proxy.restore();
-    after_outage("postgres", &switch, &cards);
-    for spec in &refused {
-        assert_eq!(
-            posted_rows_of(&db, spec),
-            0,
-            "a 91 of the outage was posted"
-        );
-    }
-    assert_eq!(
-        switch.terminate().code(),
-        Some(0),
-        "clean stop after the outage"
-    );
-    db.cli_ok(&["ledger", "verify"]);
+    recovered("postgres", &db, switch, &cards, &refused);
 }
 
 #[test]
@@ -429,20 +446,7 @@ fn sqlite_file_made_unwritable_answers_91_posts_nothing_and_service_resumes_by_i
     assert_eq!(transfers(&db), before, "nothing posted during the outage");
 
     drop(unwritable);
-    after_outage("sqlite", &switch, &cards);
-    for spec in &refused {
-        assert_eq!(
-            posted_rows_of(&db, spec),
-            0,
-            "a 91 of the outage was posted"
-        );
-    }
-    assert_eq!(
-        switch.terminate().code(),
-        Some(0),
-        "clean stop after the outage"
-    );
-    db.cli_ok(&["ledger", "verify"]);
+    recovered("sqlite", &db, switch, &cards, &refused);
 }
 
 /// The proxy itself: bytes go through, a cut refuses new connections, a restore
@@ -498,9 +502,7 @@ fn postgres_partition_that_holds_packets_answers_91() {
         return;
     };
     let cards = db.province(4);
-    let proxy = Proxy::start(&db.server_addr().expect("PostgreSQL host:port"));
-    let via_proxy = db.url_via(&proxy.addr());
-    let switch = Switch::start_with(&db, &[("MULTIGUNA__DATABASE__URL", via_proxy.as_str())]);
+    let (proxy, switch) = switch_behind_proxy(&db);
     first_approval("postgres partition", &switch, &cards);
     let before = transfers(&db);
     proxy.hold();
@@ -511,14 +513,7 @@ fn postgres_partition_that_holds_packets_answers_91() {
         "nothing posted during the partition"
     );
     proxy.release();
-    after_outage("postgres partition", &switch, &cards);
-    for spec in &refused {
-        assert_eq!(
-            posted_rows_of(&db, spec),
-            0,
-            "a 91 of the partition was posted"
-        );
-    }
+    recovered("postgres partition", &db, switch, &cards, &refused);
 }
 
 /// The server commits a batch and the answer to COMMIT is lost on the way back. A 91
@@ -531,9 +526,7 @@ fn postgres_commit_whose_answer_is_lost_is_answered_as_decided() {
         return;
     };
     let cards = db.province(2);
-    let proxy = Proxy::start(&db.server_addr().expect("PostgreSQL host:port"));
-    let via_proxy = db.url_via(&proxy.addr());
-    let switch = Switch::start_with(&db, &[("MULTIGUNA__DATABASE__URL", via_proxy.as_str())]);
+    let (proxy, switch) = switch_behind_proxy(&db);
     first_approval("lost commit answer", &switch, &cards);
     // The start-up checkpoint commits on a connection of its own: let it pass first, so
     // the COMMIT whose answer is lost is the writer's.

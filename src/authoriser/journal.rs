@@ -103,6 +103,17 @@ impl Legs {
     pub fn is_empty(&self) -> bool {
         self.0.is_none()
     }
+
+    /// The legs that undo `amount_minor` of these: each account moved the other way.
+    pub fn reversed(&self, amount_minor: i64) -> Legs {
+        match self.0 {
+            Some([(a, amount_a), (b, amount_b)]) => Legs::two(
+                (a, -amount_a.signum() * amount_minor),
+                (b, -amount_b.signum() * amount_minor),
+            ),
+            None => Legs::NONE,
+        }
+    }
 }
 
 /// A decision the switch made and remembers: to answer retries the same way and to
@@ -138,9 +149,9 @@ impl TxnRecord {
         content
     }
 
-    /// An approval code as kept: six ASCII characters, else none.
-    pub fn approval_of(text: Option<&str>) -> Option<[u8; 6]> {
-        text.and_then(|t| <[u8; 6]>::try_from(t.as_bytes()).ok())
+    /// An approval code as kept: six ASCII characters, else none (an empty column).
+    pub fn approval_of(text: &str) -> Option<[u8; 6]> {
+        <[u8; 6]>::try_from(text.as_bytes()).ok()
     }
 
     /// The response as first sent: F38, F39 and F54 byte for byte.

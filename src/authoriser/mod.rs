@@ -188,9 +188,10 @@ impl Authoriser {
         }
     }
 
-    /// In a task of its own: a checkpoint reads and writes only the database (the
-    /// chain lock keeps it apart from our commits), and a slow or partitioned database
-    /// must not hold up the single writer. Not while stale; one at a time.
+    /// In a task of its own: a checkpoint reads and writes only the database (it sums in
+    /// a snapshot and takes the ledger lock only for its closing row, ledger/checkpoint.rs),
+    /// and a slow or partitioned database must not hold up the single writer. Not while
+    /// stale; one at a time.
     async fn checkpoint(&mut self) {
         if self.stale || self.checkpointing.load(Ordering::Acquire) {
             return;

@@ -81,7 +81,7 @@ fn replay_row(
         rrn,
         content: TxnRecord::content_of(&content_sha),
         code,
-        approval_code: TxnRecord::approval_of(Some(&row.approval)),
+        approval_code: TxnRecord::approval_of(&row.approval),
         balances: Response::parse_balances_text(&row.balances).into_boxed_slice(),
         card,
         channel,

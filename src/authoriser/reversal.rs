@@ -110,13 +110,7 @@ impl Core {
             .unwrap_or(0)
             .clamp(0, original.amount_minor);
         let reverse_minor = original.amount_minor - completed_minor;
-        let legs = match original.legs.as_slice() {
-            [(a, amount_a), (b, amount_b)] => Legs::two(
-                (*a, -amount_a.signum() * reverse_minor),
-                (*b, -amount_b.signum() * reverse_minor),
-            ),
-            _ => Legs::NONE,
-        };
+        let legs = original.legs.reversed(reverse_minor);
         if self.would_overdraw(legs.as_slice()) {
             // Reversing a refund the family has already spent: refuse the 0400; an 0420
             // is acknowledged and posts nothing, and the acquirer settles it by hand.

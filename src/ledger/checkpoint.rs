@@ -14,10 +14,10 @@ use super::{Backend, LedgerError};
 const CHECKPOINT_ROWS_MAX: usize = 5_000;
 
 /// Commits after `result` is `Ok`, rolls back otherwise.
-async fn finish(
+async fn finish<T>(
     conn: &mut AnyConnection,
-    result: Result<Option<i64>, LedgerError>,
-) -> Result<Option<i64>, LedgerError> {
+    result: Result<T, LedgerError>,
+) -> Result<T, LedgerError> {
     match &result {
         Ok(_) => exec(conn, "COMMIT").await?,
         Err(_) => {
@@ -100,7 +100,7 @@ impl Db {
         conn: &mut AnyConnection,
         head: i64,
         rows: &[(i64, i64)],
-    ) -> Result<Option<i64>, LedgerError> {
+    ) -> Result<(), LedgerError> {
         let values = vec!["(?, ?, ?)"; rows.len()].join(", ");
         let sql = format!(
             "INSERT INTO balance_checkpoints (batch_seq, account_id, balance_minor) VALUES {values} \
@@ -112,7 +112,7 @@ impl Db {
             query = query.bind(head).bind(*account).bind(*balance);
         }
         query.execute(&mut *conn).await?;
-        Ok(None)
+        Ok(())
     }
 
     /// The checkpoint exists once this row does; skipped when another process wrote a

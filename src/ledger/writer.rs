@@ -89,7 +89,7 @@ impl LedgerWriter {
         }
         let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
         if self.conn.is_none() {
-            let opened = tokio::time::timeout_at(deadline, open_postgres(&self.db)).await;
+            let opened = tokio::time::timeout_at(deadline, open_with_pid(&self.db)).await;
             let (conn, pid) = opened.map_err(|_| timed_out("connect"))??;
             (self.conn, self.pid) = (Some(conn), pid);
         }
@@ -114,23 +114,19 @@ impl LedgerWriter {
         };
         let answered =
             tokio::time::timeout_at(deadline, crate::ledger::db::exec(conn, "COMMIT")).await;
-        match answered {
-            Ok(Ok(())) => Ok(committed),
+        if let Ok(Ok(())) = answered {
+            return Ok(committed);
+        }
+        self.conn = None;
+        match self.pid.take() {
             // COMMIT was sent and its answer lost: the batch may or may not be in. A 91
             // says "nothing was posted", so find out before answering.
-            Ok(Err(_)) | Err(_) if self.pid.is_some() => {
-                self.conn = None;
-                let old_pid = self.pid.take();
-                self.resolve(old_pid, committed).await
-            }
-            Ok(Err(err)) => {
-                self.conn = None;
-                Err(err.into())
-            }
-            Err(_) => {
-                self.conn = None;
-                Err(timed_out("commit"))
-            }
+            Some(old_pid) => self.resolve(old_pid, committed).await,
+            // SQLite through sqlx (the benches' baseline): a local error is an answer.
+            None => Err(match answered {
+                Ok(Err(err)) => err.into(),
+                _ => timed_out("commit"),
+            }),
         }
     }
 
@@ -141,26 +137,24 @@ impl LedgerWriter {
     /// rebuilt state will hold the batch if it did commit).
     async fn resolve(
         &mut self,
-        old_pid: Option<i32>,
+        old_pid: i32,
         committed: Committed,
     ) -> Result<Committed, LedgerError> {
         let db = self.db.clone();
         let batch_seq = committed.batch_seq;
         let fenced_and_read = tokio::time::timeout(RESOLVE_TIMEOUT, async {
-            let (mut conn, pid) = open_postgres(&db).await?;
-            if let Some(old) = old_pid {
-                sqlx::query(&db.sql("SELECT pg_terminate_backend(?)"))
-                    .bind(old)
-                    .execute(&mut conn)
-                    .await?;
-                while sqlx::query(&db.sql("SELECT pid FROM pg_stat_activity WHERE pid = ?"))
-                    .bind(old)
-                    .fetch_optional(&mut conn)
-                    .await?
-                    .is_some()
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
+            let (mut conn, pid) = open_with_pid(&db).await?;
+            sqlx::query(&db.sql("SELECT pg_terminate_backend(?)"))
+                .bind(old_pid)
+                .execute(&mut conn)
+                .await?;
+            while sqlx::query(&db.sql("SELECT pid FROM pg_stat_activity WHERE pid = ?"))
+                .bind(old_pid)
+                .fetch_optional(&mut conn)
+                .await?
+                .is_some()
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             let found: Option<(String,)> =
                 sqlx::query_as(&db.sql("SELECT hash FROM ledger_batches WHERE batch_seq = ?"))
@@ -192,14 +186,16 @@ impl LedgerWriter {
             }
             Err(_) => {
                 tracing::error!(batch_seq, "ledger commit outcome unknown within {RESOLVE_TIMEOUT:?}: the batch is answered 91 and may be in the ledger");
-                Err(timed_out("commit"))
+                Err(LedgerError::Invariant(format!(
+                    "ledger commit outcome unknown within {RESOLVE_TIMEOUT:?}"
+                )))
             }
         }
     }
 }
 
 /// A connection and, on PostgreSQL, the backend serving it.
-async fn open_postgres(db: &Db) -> Result<(AnyConnection, Option<i32>), LedgerError> {
+async fn open_with_pid(db: &Db) -> Result<(AnyConnection, Option<i32>), LedgerError> {
     let mut conn = db.open_connection().await?;
     if db.backend != Backend::Postgres {
         return Ok((conn, None)); // SQLite through sqlx: the benches' baseline
