@@ -1,4 +1,4 @@
-# Shared by the reliability scripts (crash_loop.sh, db_outage.sh, overload.sh,
+# Shared by the bench scripts (run.sh, crash_loop.sh, db_outage.sh, overload.sh,
 # soak.sh): build, a work folder, a fresh database with a synthetic province, starting
 # and stopping `multiguna serve`, reading loadgen's JSON, and checking recorded
 # approvals against the ledger. Sourced, not run. Needs python3 (JSON, SQLite) and
@@ -95,14 +95,15 @@ mg_province() {
   "$BIN" disburse "$WORK/province/disbursements.csv" >/dev/null
 }
 
-# Starts `multiguna serve` with its output in NAME.out / NAME.err; sets SERVER_PID,
-# ADDR (ISO 8583) and ADMIN (HTTP) from its stdout lines.
+# Starts `multiguna serve [ARGS...]` with its output in NAME.out / NAME.err; sets
+# SERVER_PID, ADDR (ISO 8583) and ADMIN (HTTP) from its stdout lines.
 mg_start() {
   local name=$1 i
+  shift
   # Made before the child opens them, so the first read below cannot miss the file.
   : >"$WORK/$name.out"
   : >"$WORK/$name.err"
-  "$BIN" serve >>"$WORK/$name.out" 2>>"$WORK/$name.err" &
+  "$BIN" serve "$@" >>"$WORK/$name.out" 2>>"$WORK/$name.err" &
   SERVER_PID=$!
   MG_PIDS+=("$SERVER_PID")
   ADDR=""

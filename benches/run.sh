@@ -12,115 +12,37 @@
 # RATE (requests/s: open loop; empty: closed loop), MIX (loadgen --mix), BACKEND
 # (sqlite | postgres), KEEP=1 keeps the work folder (databases, logs, JSON reports).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
+mg_init run
 
 DURATION="${DURATION:-20}"
-FAMILIES="${FAMILIES:-10000}"
 CONNECTIONS="${CONNECTIONS:-8}"
 DEPTH="${DEPTH:-32}"
 RATE="${RATE:-}"
 MIX="${MIX:-}"
-BACKEND="${BACKEND:-sqlite}"
 
-say() { printf 'run.sh: %s\n' "$*" >&2; }
-
-say "building release"
-cargo build --release --quiet
-BIN="$PWD/target/release/multiguna"
-WORK="$(mktemp -d -t multiguna-bench.XXXXXX)"
-PIDS=()
-PG_ADMIN=""
-PG_DB=""
-
-# Every server this script started goes, and the PostgreSQL database it made, whatever
-# way the script ends.
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if [[ -n "$PG_DB" ]]; then
-    psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
-  fi
-  if [[ "${KEEP:-}" == 1 ]]; then say "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-case "$BACKEND" in
-  sqlite) DB_URL="sqlite://$WORK/multiguna.db" ;;
-  postgres)
-    PG_ADMIN="${MULTIGUNA_TEST_DATABASE_URL:?BACKEND=postgres needs MULTIGUNA_TEST_DATABASE_URL}"
-    PG_DB="mg_bench_$$"
-    psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" >/dev/null
-    DB_URL="${PG_ADMIN%/*}/$PG_DB"
-    ;;
-  *) say "BACKEND must be sqlite or postgres"; exit 2 ;;
-esac
-
-export MULTIGUNA__DATABASE__URL="$DB_URL"
-export MULTIGUNA__LISTENERS__0__BIND=127.0.0.1:0
-export MULTIGUNA__ADMIN__BIND=127.0.0.1:0
-export MULTIGUNA_LOG="${MULTIGUNA_LOG:-warn}"
-
-say "province of $FAMILIES families into $BACKEND"
-"$BIN" province --families "$FAMILIES" --seed 42 --out "$WORK/province" >/dev/null
-"$BIN" import beneficiaries "$WORK/province/beneficiaries.csv" >/dev/null
-"$BIN" import providers "$WORK/province/providers.csv" >/dev/null
-"$BIN" disburse "$WORK/province/disbursements.csv" >/dev/null
-
-# Starts `multiguna serve "$@"` as NAME; sets SERVER_PID and ADDR from its stdout line
-# `multiguna: listener iso on ADDR`.
-start_server() {
-  local name=$1
-  shift
-  "$BIN" serve "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-  SERVER_PID=$!
-  PIDS+=("$SERVER_PID")
-  ADDR=""
-  for _ in $(seq 1200); do
-    ADDR="$(sed -n 's/^multiguna: listener iso on //p' "$WORK/$name.out")"
-    [[ -n "$ADDR" ]] && return 0
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      say "$name exited before listening: $(tail -n 3 "$WORK/$name.err")"
-      exit 1
-    fi
-    sleep 0.1
-  done
-  say "$name did not start within 120 s"
-  exit 1
-}
-
-stop_server() {
-  kill -TERM "$SERVER_PID"
-  wait "$SERVER_PID" || say "serve exited with $?"
-}
+mg_database "${BACKEND:-sqlite}"
+mg_province "${FAMILIES:-10000}"
 
 # The same load for both servers; the report goes to NAME.json.
 run_load() {
   local name=$1
-  local args=(--to "$ADDR" --cards "$WORK/province/beneficiaries.csv"
-    --duration-s "$DURATION" --connections "$CONNECTIONS" --depth "$DEPTH" --json)
+  local args=(--duration-s "$DURATION" --connections "$CONNECTIONS" --depth "$DEPTH")
   [[ -n "$RATE" ]] && args+=(--rate "$RATE")
   [[ -n "$MIX" ]] && args+=(--mix "$MIX")
-  say "$name: loadgen ${args[*]}"
-  # In the background and waited for, so Ctrl-C or a TERM runs the trap at once
-  # (bash runs traps only between foreground commands).
-  "$BIN" loadgen "${args[@]}" >"$WORK/$name.json" &
-  PIDS+=("$!")
-  wait "$!"
+  mg_say "$name: loadgen ${args[*]}"
+  mg_loadgen "$WORK/$name.json" "${args[@]}"
 }
 
 # Other work on the machine skews the figures: say how busy it was.
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
-start_server echo --echo
+mg_start echo --echo
 run_load echo
-stop_server
+mg_terminate
 
-start_server switch
+mg_start switch
 run_load switch
-stop_server
+mg_terminate
 
 # A number from a loadgen JSON report (its keys are unique, so no JSON tool is needed).
 num() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$WORK/$1.json"; }
