@@ -162,11 +162,7 @@ async fn load_province(
     )
     .await?;
     crate::import::providers::import(&db, config, "providers.csv", &read("providers.csv")?).await?;
-    let calendar = crate::domain::time::BusinessCalendar::new(
-        config.switch.utc_offset_minutes,
-        &config.switch.business_day_cutover,
-    )
-    .ok_or_else(|| anyhow::anyhow!("config: bad business day settings"))?;
+    let calendar = crate::cli::commands::calendar(config)?;
     let disbursements = read("disbursements.csv")?;
     crate::import::disbursements::disburse(
         &db,
@@ -199,7 +195,6 @@ fn print_guide(addr: SocketAddr, cards: &[DemoCard]) {
     println!("Traffic from all five channels is running; Ctrl-C stops the demo.");
 }
 
-/// One simulated terminal per channel, round-robin over the cards.
 /// One simulated terminal sending the load generator's channel mix (all five channels
 /// and balance inquiries) at a walking pace, so the dashboard has something to show.
 async fn traffic(

@@ -323,7 +323,14 @@ fn add_card(state: &mut State, c: CardRef<'_>, last_wallet: &mut Option<WalletId
         card_sha,
         expiry: c.expiry.parse().unwrap_or(0),
         status: CardStatus::Active,
-        pin_offset: PinOffset::parse(c.pin_offset).unwrap_or_default(),
+        pin_offset: PinOffset::parse(c.pin_offset).unwrap_or_else(|| {
+            // Every PIN then fails (55, then 75): say which card (its row, no card data).
+            tracing::warn!(
+                card_seq = c.seq,
+                "card with a malformed PIN offset: its PINs will not verify"
+            );
+            PinOffset::default()
+        }),
         pin_fails: 0,
         pin_locked: false,
         pin_unlocked_at_ms: 0,

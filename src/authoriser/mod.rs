@@ -100,7 +100,7 @@ pub async fn start(
         batch: Batch::default(),
         stale: false,
         rebuild: None,
-        checkpointing: Arc::new(AtomicBool::new(false)),
+        checkpoint: None,
     };
     let join = tokio::spawn(task.run(config));
     Ok((AuthoriserHandle { tx, health }, join))
@@ -120,8 +120,8 @@ struct Authoriser {
     /// requests meanwhile get their 91 at once: with the database gone, one attempt
     /// waits out the pool's acquire timeout (10 s for a refused server).
     rebuild: Option<tokio::task::JoinHandle<Result<State, crate::ledger::LedgerError>>>,
-    /// A checkpoint task is running.
-    checkpointing: Arc<AtomicBool>,
+    /// The checkpoint task, while one runs (one at a time).
+    checkpoint: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Authoriser {
@@ -148,10 +148,18 @@ impl Authoriser {
                 }
             }
         }
-        // A clean stop leaves a checkpoint, so the next start reads less; bounded, so a
-        // stop always ends.
-        if !self.stale && !self.checkpointing.load(Ordering::Acquire) {
-            let last = self.db.write_checkpoint(TimestampMs::now().0);
+        // A clean stop leaves a checkpoint, so the next start reads less: after the one
+        // running, if any (it would be cancelled with the runtime). Bounded, so a stop
+        // always ends.
+        if !self.stale {
+            let db = self.db.clone();
+            let running = self.checkpoint.take();
+            let last = async move {
+                if let Some(task) = running {
+                    let _ = task.await;
+                }
+                db.write_checkpoint(TimestampMs::now().0).await
+            };
             match tokio::time::timeout(Duration::from_secs(60), last).await {
                 Ok(result) => log_checkpoint(result),
                 Err(_) => {
@@ -193,15 +201,14 @@ impl Authoriser {
     /// and a slow or partitioned database must not hold up the single writer. Not while
     /// stale; one at a time.
     async fn checkpoint(&mut self) {
-        if self.stale || self.checkpointing.load(Ordering::Acquire) {
+        let running = self.checkpoint.as_ref().is_some_and(|t| !t.is_finished());
+        if self.stale || running {
             return;
         }
-        self.checkpointing.store(true, Ordering::Release);
-        let (db, running) = (self.db.clone(), Arc::clone(&self.checkpointing));
-        tokio::spawn(async move {
+        let db = self.db.clone();
+        self.checkpoint = Some(tokio::spawn(async move {
             log_checkpoint(db.write_checkpoint(TimestampMs::now().0).await);
-            running.store(false, Ordering::Release);
-        });
+        }));
     }
 
     async fn process(&mut self, jobs: &mut Vec<Job>) {

@@ -77,7 +77,7 @@ pub fn card_key(hex_sha: &str) -> Option<CardKey> {
     Some(key)
 }
 
-/// An IBM 3624 PIN offset (4 to 12 digits) kept inline: no heap allocation per card.
+/// An IBM 3624 PIN offset (1 to 12 digits; the importer accepts 4 to 12) kept inline: no heap allocation per card.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct PinOffset {
     digits: [u8; 12],

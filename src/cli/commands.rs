@@ -124,7 +124,7 @@ fn backend_name(db: &Db) -> &'static str {
     }
 }
 
-fn calendar(config: &Config) -> anyhow::Result<BusinessCalendar> {
+pub(crate) fn calendar(config: &Config) -> anyhow::Result<BusinessCalendar> {
     BusinessCalendar::new(
         config.switch.utc_offset_minutes,
         &config.switch.business_day_cutover,

@@ -1,7 +1,7 @@
 //! The command line of interfaces.md. Each command is a few lines that call into the
 //! library; errors become one line on stderr and a non-zero exit.
 
-mod commands;
+pub(crate) mod commands;
 
 pub use commands::open as open_db;
 
