@@ -561,3 +561,110 @@ fn postgres_commit_whose_answer_is_lost_is_answered_as_decided() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The sync (what other processes wrote) reads in a task of its own: a read held up by
+/// the database, here by a lock on a table it reads, holds up no request, and what it
+/// reads is applied once it is free. Before, the authoriser waited up to 2 s for each
+/// attempt and gave up, every tick: a disbursement that took longer to read than that
+/// (a tranche of millions of entries) was never applied.
+#[test]
+fn postgres_sync_read_held_by_a_lock_holds_up_no_request_and_is_applied_once_free() {
+    let Some(db) = backends().into_iter().find(TestDb::is_postgres) else {
+        eprintln!("skipped: MULTIGUNA_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let cards = db.province(1);
+    let switch = Switch::start(&db);
+    let cash = |switch: &Switch| {
+        let started = Instant::now();
+        let rupiah = runtime().block_on(async {
+            let mut c = switch.client().await;
+            tokio::time::timeout(OUTAGE_ANSWER_BOUND, balance(&mut c, &cards[0], "91"))
+                .await
+                .expect("the switch hangs")
+        });
+        (rupiah, started.elapsed())
+    };
+    let (before, _) = cash(&switch);
+    // The last table the sync reads before the batches; the command line does not read it.
+    let lock = TableLock::take(&db.url, "card_events");
+    // Several sync intervals: a sync read is now waiting for the lock.
+    std::thread::sleep(QUIET_OUTAGE);
+    let family = &cards[0].family_id;
+    let file = db.write(
+        "held.csv",
+        &format!("batch_ref,family_id,purse,amount\nHELD-1,{family},cash,1000\n"),
+    );
+    db.cli_ok(&["disburse", &file]);
+    for _ in 0..10 {
+        let (rupiah, took) = cash(&switch);
+        assert_eq!(
+            rupiah, before,
+            "the disbursement was applied while the sync's read was held"
+        );
+        assert!(
+            took < HELD_SYNC_ANSWER_BOUND,
+            "an inquiry waited {took:?} behind a held sync read"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(lock);
+    wait_until("the held disbursement is applied", || {
+        cash(&switch).0 == before + 1_000
+    });
+    assert_eq!(switch.terminate().code(), Some(0));
+    db.cli_ok(&["ledger", "verify"]);
+}
+
+/// A liveness bound, far above a quiet answer (milliseconds) and below the 2 s the
+/// authoriser used to wait for each sync attempt.
+const HELD_SYNC_ANSWER_BOUND: Duration = Duration::from_millis(1_000);
+
+/// An `ACCESS EXCLUSIVE` lock on a table, held by a transaction on a connection of its
+/// own until dropped (rolled back).
+struct TableLock {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    holder: Option<JoinHandle<()>>,
+}
+
+impl TableLock {
+    fn take(url: &str, table: &str) -> TableLock {
+        let (url, table) = (url.to_string(), table.to_string());
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            runtime().block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+                sqlx::query("BEGIN")
+                    .execute(&mut conn)
+                    .await
+                    .expect("begin");
+                sqlx::query(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("lock");
+                locked_tx.send(()).expect("locked");
+                let _ = tokio::task::spawn_blocking(move || release_rx.recv()).await;
+                sqlx::query("ROLLBACK")
+                    .execute(&mut conn)
+                    .await
+                    .expect("rollback");
+            })
+        });
+        locked_rx.recv().expect("lock taken");
+        TableLock {
+            release: Some(release),
+            holder: Some(holder),
+        }
+    }
+}
+
+impl Drop for TableLock {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(holder) = self.holder.take() {
+            let _ = holder.join();
+        }
+    }
+}

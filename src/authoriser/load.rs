@@ -12,7 +12,7 @@ use crate::domain::time::TimestampMs;
 use crate::ledger::bulk::{self, AccountRef, BulkSink, CardRef, Sizes};
 use crate::ledger::read::{AccountRow, CardEventRow, CardRow, FamilyRow, ProviderRow};
 use crate::ledger::registry::kind;
-use crate::ledger::{Backend, Db, LedgerError, TransferRow};
+use crate::ledger::{Db, LedgerError, TransferRow};
 use crate::policy::{CardStatus, Policy};
 
 impl State {
@@ -25,16 +25,7 @@ impl State {
         let mut attempt = 1;
         let state = loop {
             let mut conn = db.pool.acquire().await?;
-            match db.backend {
-                Backend::Sqlite => crate::ledger::db::exec(&mut conn, "BEGIN").await?,
-                Backend::Postgres => {
-                    crate::ledger::db::exec(
-                        &mut conn,
-                        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                    )
-                    .await?
-                }
-            };
+            db.begin_snapshot(&mut conn).await?;
             let result = load_in_snapshot(db, &mut conn, policy, now).await;
             let _ = crate::ledger::db::exec(&mut conn, "ROLLBACK").await;
             match result? {

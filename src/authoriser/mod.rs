@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinError, JoinHandle};
 
 pub use self::core::Core;
 pub use self::reversal::{DENY_CLEARED, DENY_NEGATIVE};
@@ -26,7 +27,7 @@ pub use self::state::State;
 use crate::domain::request::Request;
 use crate::domain::response::{Response, ResponseCode};
 use crate::domain::time::TimestampMs;
-use crate::ledger::{Batch, Db, LedgerWriter};
+use crate::ledger::{Batch, Db, LedgerError, LedgerWriter};
 use crate::policy::Policy;
 
 /// One request waiting for the single writer.
@@ -119,9 +120,9 @@ struct Authoriser {
     /// The rebuild in progress while stale. It runs as a task of its own so that
     /// requests meanwhile get their 91 at once: with the database gone, one attempt
     /// waits out the pool's acquire timeout (10 s for a refused server).
-    rebuild: Option<tokio::task::JoinHandle<Result<State, crate::ledger::LedgerError>>>,
+    rebuild: Option<JoinHandle<Result<State, LedgerError>>>,
     /// The checkpoint task, while one runs (one at a time).
-    checkpoint: Option<tokio::task::JoinHandle<()>>,
+    checkpoint: Option<JoinHandle<()>>,
 }
 
 impl Authoriser {
@@ -131,6 +132,9 @@ impl Authoriser {
         let mut checkpoint_tick = tokio::time::interval(config.checkpoint_interval);
         checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The sync's read, while one runs: a task of its own (sync.rs), applied here
+        // as soon as it is in.
+        let mut sync_read: Option<JoinHandle<Result<sync::Delta, LedgerError>>> = None;
         loop {
             tokio::select! {
                 biased;
@@ -140,13 +144,26 @@ impl Authoriser {
                     }
                     self.process(&mut jobs).await;
                 }
+                read = async { sync_read.as_mut().expect("guarded").await }, if sync_read.is_some() => {
+                    sync_read = None;
+                    self.apply_sync(read);
+                }
                 _ = checkpoint_tick.tick() => self.checkpoint().await,
                 _ = sync_tick.tick() => {
-                    self.sync_or_rebuild().await;
+                    if self.stale {
+                        self.poll_rebuild(true).await;
+                    } else if sync_read.is_none() {
+                        let (db, from) = (self.db.clone(), self.core.state.cursor);
+                        sync_read = Some(tokio::spawn(sync::read(db, from)));
+                    }
+                    self.forget_decisions();
                     // Holds expire even when no traffic comes.
                     self.process(&mut jobs).await;
                 }
             }
+        }
+        if let Some(task) = sync_read {
+            task.abort();
         }
         // A clean stop leaves a checkpoint, so the next start reads less: after the one
         // running, if any (it would be cancelled with the runtime). Bounded, so a stop
@@ -254,16 +271,26 @@ impl Authoriser {
         }
     }
 
-    /// Picks up what others wrote, or goes on rebuilding the state after a failed
-    /// commit (a failed attempt is retried here, once a sync interval).
-    async fn sync_or_rebuild(&mut self) {
-        if self.stale {
-            self.poll_rebuild(true).await;
-            return;
+    /// Takes a finished sync read (sync.rs): applied unless the state was rebuilt since
+    /// it started.
+    fn apply_sync(&mut self, read: Result<Result<sync::Delta, LedgerError>, JoinError>) {
+        match read {
+            // The rebuild in progress reads everything afresh.
+            Ok(Ok(_)) if self.stale => {}
+            Ok(Ok(delta)) => {
+                if !sync::apply(&mut self.core, delta) {
+                    tracing::debug!("sync read dropped: the state was rebuilt meanwhile");
+                }
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "sync with the database failed; will retry")
+            }
+            Err(err) => tracing::error!(error = %err, "sync task failed; will retry"),
         }
-        if let Err(err) = sync::pick_up(&self.db, &mut self.core).await {
-            tracing::warn!(error = %err, "sync with the database failed; will retry");
-        }
+    }
+
+    /// Forgets decisions past the idempotency window and reports the journal's size.
+    fn forget_decisions(&mut self) {
         let now = TimestampMs::now();
         let journal = &mut self.core.state.journal;
         journal.forget_before(now.0 - self.core.policy.idempotency_window_ms);

@@ -6,7 +6,7 @@ use sqlx::AnyConnection;
 
 use super::db::{exec, Db};
 use super::writer::begin_exclusive;
-use super::{Backend, LedgerError};
+use super::LedgerError;
 
 /// Balance rows written a transaction (three parameters each, under every backend's
 /// limit); a national checkpoint of millions of accounts never holds the database's
@@ -48,11 +48,7 @@ impl Db {
     /// retry after a crash writes the same rows again, skipping those already there.
     pub async fn write_checkpoint(&self, now_ms: i64) -> Result<Option<i64>, LedgerError> {
         let mut conn = self.open_connection().await?;
-        let snapshot = match self.backend {
-            Backend::Sqlite => "BEGIN",
-            Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-        };
-        exec(&mut conn, snapshot).await?;
+        self.begin_snapshot(&mut conn).await?;
         let summed = self.checkpoint_balances(&mut conn).await;
         let _ = exec(&mut conn, "ROLLBACK").await;
         let Some((previous, head, balances)) = summed? else {

@@ -107,6 +107,16 @@ impl Db {
         }
     }
 
+    /// Opens a read snapshot on `conn`: every read until ROLLBACK sees the database as
+    /// of the first (SQLite's deferred transaction; PostgreSQL's repeatable read).
+    pub async fn begin_snapshot(&self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        };
+        exec(conn, begin).await
+    }
+
     /// Applies the migrations not yet applied, each in its own transaction.
     pub async fn migrate(&self) -> Result<(), LedgerError> {
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")

@@ -1,5 +1,8 @@
 //! Reads: what start-up, the sync loop, verify and reports need from the database.
 
+use std::collections::HashMap;
+
+use futures::TryStreamExt;
 use sqlx::AnyConnection;
 
 use super::db::Db;
@@ -200,6 +203,52 @@ impl Db {
         .bind(seq)
         .fetch_all(&mut *conn)
         .await?)
+    }
+
+    /// Batches in `(after, upto]` not written by `except`, with their source.
+    pub async fn other_batches_between(
+        &self,
+        conn: &mut AnyConnection,
+        after: i64,
+        upto: i64,
+        except: &str,
+    ) -> Result<Vec<(i64, String)>, LedgerError> {
+        Ok(sqlx::query_as(&self.sql(
+            "SELECT batch_seq, source FROM ledger_batches \
+             WHERE batch_seq > ? AND batch_seq <= ? AND source <> ? ORDER BY batch_seq",
+        ))
+        .bind(after)
+        .bind(upto)
+        .bind(except)
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+
+    /// The entries of the batches in `(after, upto]` not written by `except`, summed per
+    /// account. Streamed and summed here, so a tranche of ten million entries costs one
+    /// map entry per account (and no sort on SQLite).
+    pub async fn entries_by_account_between(
+        &self,
+        conn: &mut AnyConnection,
+        after: i64,
+        upto: i64,
+        except: &str,
+    ) -> Result<HashMap<i64, i64>, LedgerError> {
+        let sql = self.sql(
+            "SELECT e.account_id, e.amount_minor FROM ledger_batches b \
+             JOIN entries e ON e.batch_seq = b.batch_seq \
+             WHERE b.batch_seq > ? AND b.batch_seq <= ? AND b.source <> ?",
+        );
+        let mut rows = sqlx::query_as::<_, (i64, i64)>(&sql)
+            .bind(after)
+            .bind(upto)
+            .bind(except)
+            .fetch(&mut *conn);
+        let mut sums = HashMap::new();
+        while let Some((account_id, amount_minor)) = rows.try_next().await? {
+            *sums.entry(account_id).or_insert(0) += amount_minor;
+        }
+        Ok(sums)
     }
 
     pub async fn batch_transfers(
