@@ -284,6 +284,9 @@ async fn insert_transfers(
     batch_seq: i64,
     rows: &[TransferRow],
 ) -> Result<(), sqlx::Error> {
+    if db.backend == Backend::Postgres {
+        return insert_transfers_unnest(conn, batch_seq, rows).await;
+    }
     let sql = format!(
         "INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES {}",
         values_clause(rows.len(), TRANSFER_COLUMN_COUNT)
@@ -326,6 +329,9 @@ async fn insert_entries(
     batch_seq: i64,
     rows: &[EntryRow],
 ) -> Result<(), sqlx::Error> {
+    if db.backend == Backend::Postgres {
+        return insert_entries_unnest(conn, batch_seq, rows).await;
+    }
     let sql = format!(
         "INSERT INTO entries ({ENTRY_COLUMNS}) VALUES {}",
         values_clause(rows.len(), ENTRY_COLUMN_COUNT)
@@ -342,4 +348,108 @@ async fn insert_entries(
     }
     query.execute(&mut *conn).await?;
     Ok(())
+}
+
+// PostgreSQL: one statement text whatever the number of rows, so it is parsed and
+// planned once per connection. Each column travels as one array, written as its text
+// literal (the generic driver binds no arrays) and unnested on the server. The VALUES
+// form made every batch size a statement of its own with 23 parameters a row.
+const PG_INSERT_TRANSFERS: &str =
+    "INSERT INTO transfers (batch_seq, idx, kind, mti, rc, approval, \
+     acquirer, terminal, stan, transmitted, rrn, content_sha, card_sha, family_id, programme_id, \
+     channel, purse, amount_minor, acceptor, reference, business_day, at_ms, balances) \
+     SELECT $1::bigint, u.* FROM UNNEST($2::int[], $3::text[], $4::text[], $5::text[], $6::text[], \
+     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+     $14::text[], $15::text[], $16::text[], $17::text[], $18::bigint[], $19::text[], $20::text[], \
+     $21::int[], $22::bigint[], $23::text[]) AS u";
+const PG_INSERT_ENTRIES: &str =
+    "INSERT INTO entries (batch_seq, transfer_idx, entry_idx, account_id, amount_minor) \
+     SELECT $1::bigint, u.* FROM UNNEST($2::int[], $3::int[], $4::bigint[], $5::bigint[]) AS u";
+
+async fn insert_transfers_unnest(
+    conn: &mut AnyConnection,
+    batch_seq: i64,
+    rows: &[TransferRow],
+) -> Result<(), sqlx::Error> {
+    let int = |f: fn(&TransferRow) -> i64| pg_array_of_ints(rows.iter().map(f));
+    let text = |f: fn(&TransferRow) -> &str| pg_array_of_texts(rows.iter().map(f));
+    sqlx::query(PG_INSERT_TRANSFERS)
+        .bind(batch_seq)
+        .bind(int(|t| t.idx.into()))
+        .bind(text(|t| &t.kind))
+        .bind(text(|t| &t.mti))
+        .bind(text(|t| &t.rc))
+        .bind(text(|t| &t.approval))
+        .bind(text(|t| &t.acquirer))
+        .bind(text(|t| &t.terminal))
+        .bind(text(|t| &t.stan))
+        .bind(text(|t| &t.transmitted))
+        .bind(text(|t| &t.rrn))
+        .bind(text(|t| &t.content_sha))
+        .bind(text(|t| &t.card_sha))
+        .bind(text(|t| &t.family_id))
+        .bind(text(|t| &t.programme_id))
+        .bind(text(|t| &t.channel))
+        .bind(text(|t| &t.purse))
+        .bind(int(|t| t.amount_minor))
+        .bind(text(|t| &t.acceptor))
+        .bind(text(|t| &t.reference))
+        .bind(int(|t| t.business_day))
+        .bind(int(|t| t.at_ms))
+        .bind(text(|t| &t.balances))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn insert_entries_unnest(
+    conn: &mut AnyConnection,
+    batch_seq: i64,
+    rows: &[EntryRow],
+) -> Result<(), sqlx::Error> {
+    let int = |f: fn(&EntryRow) -> i64| pg_array_of_ints(rows.iter().map(f));
+    sqlx::query(PG_INSERT_ENTRIES)
+        .bind(batch_seq)
+        .bind(int(|e| e.transfer_idx.into()))
+        .bind(int(|e| e.entry_idx.into()))
+        .bind(int(|e| e.account_id))
+        .bind(int(|e| e.amount_minor))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// `{1,-2,3}`
+fn pg_array_of_ints(values: impl Iterator<Item = i64>) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("{");
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{v}");
+    }
+    out.push('}');
+    out
+}
+
+/// `{"a","b \"c\""}`: every element quoted, so commas, braces, spaces and the word
+/// NULL stay text; a quote or backslash inside is escaped with a backslash.
+fn pg_array_of_texts<'a>(values: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::from("{");
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for c in v.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+    out.push('}');
+    out
 }
