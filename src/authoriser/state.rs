@@ -345,8 +345,10 @@ impl State {
 
     /// Room for this many more families and cards and purse accounts up to this id, so
     /// that loading a million families never doubles a table (and never holds the old
-    /// and the new one at once).
+    /// and the new one at once). With an eighth more beside: else the first family the
+    /// sync adds after start-up would copy the whole table inside the single writer.
     pub fn reserve(&mut self, families: usize, cards: usize, account_id_max: i64) {
+        let (families, cards) = (with_headroom(families), with_headroom(cards));
         self.wallets.reserve_exact(families);
         let (wallets, hasher) = (&self.wallets, &self.family_hasher);
         self.wallet_index.reserve(families, |&w| {
@@ -359,6 +361,12 @@ impl State {
         self.purse_accounts
             .reserve_ids(account_id_max, families * Purse::COUNT);
     }
+}
+
+/// An eighth more, and at least a thousand: the families and cards added while the switch
+/// runs, between two starts.
+fn with_headroom(n: usize) -> usize {
+    n.saturating_add(n / 8).saturating_add(1_024)
 }
 
 /// A card key is a SHA-256: its first eight bytes are already a uniform hash.
@@ -491,5 +499,15 @@ mod purse_account_tests {
         }
         assert_eq!(state.wallet_by_family("3601999999999999"), None);
         assert_eq!(state.card_by_key(&[0xff; 32]), None);
+    }
+
+    #[test]
+    fn a_start_up_reserve_leaves_room_for_the_families_added_after_it() {
+        let mut state = State::default();
+        state.reserve(100_000, 200_000, 500_000);
+        let (wallets, cards) = (state.wallets.capacity(), state.cards.capacity());
+        assert!(wallets >= 100_000 + 12_500, "{wallets}");
+        assert!(cards >= 200_000 + 25_000, "{cards}");
+        assert!(wallets <= 2 * 100_000, "no more than needed: {wallets}");
     }
 }
