@@ -161,6 +161,35 @@ impl Db {
         Ok(balances.into_iter().collect())
     }
 
+    /// The balances of a few accounts, as `balances_from_checkpoint` gives them for all:
+    /// each from its latest checkpoint row up to the last closed checkpoint, plus its
+    /// entries since (both by index).
+    pub async fn balances_of(
+        &self,
+        conn: &mut AnyConnection,
+        accounts: &[i64],
+    ) -> Result<Vec<(i64, i64)>, LedgerError> {
+        let last = self.last_checkpoint(conn).await?;
+        let sql = self.sql(
+            "SELECT CAST(COALESCE((SELECT balance_minor FROM balance_checkpoints \
+                 WHERE account_id = ? AND batch_seq <= ? ORDER BY batch_seq DESC LIMIT 1), 0) \
+               + COALESCE((SELECT SUM(amount_minor) FROM entries WHERE account_id = ? AND batch_seq > ?), 0) \
+             AS BIGINT)",
+        );
+        let mut balances = Vec::with_capacity(accounts.len());
+        for &account in accounts {
+            let (balance,): (i64,) = sqlx::query_as(&sql)
+                .bind(account)
+                .bind(last)
+                .bind(account)
+                .bind(last)
+                .fetch_one(&mut *conn)
+                .await?;
+            balances.push((account, balance));
+        }
+        Ok(balances)
+    }
+
     /// All checkpoint rows, by checkpoint, for `ledger verify`.
     pub async fn checkpoint_rows(
         &self,
