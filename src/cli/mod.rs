@@ -188,7 +188,8 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 /// Logs on stderr as `[log]` says; `MULTIGUNA_LOG` (or `RUST_LOG`) overrides the filter
-/// and `MULTIGUNA_LOG_FORMAT` the format for one run.
+/// for one run (a filter expression, beyond `[log] level`); the format is
+/// `MULTIGUNA__LOG__FORMAT`, as every other setting.
 fn init_tracing(log: &crate::config::LogConfig) {
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("MULTIGUNA_LOG")
@@ -197,9 +198,7 @@ fn init_tracing(log: &crate::config::LogConfig) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr);
-    let json =
-        std::env::var("MULTIGUNA_LOG_FORMAT").unwrap_or_else(|_| log.format.clone()) == "json";
-    let _ = if json {
+    let _ = if log.format == "json" {
         builder.json().try_init()
     } else {
         builder.try_init()
