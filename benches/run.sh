@@ -42,6 +42,9 @@ mg_terminate
 
 mg_start switch
 run_load switch
+# The switch's own account of its commits: how busy the single writer was, and how
+# its commit times spread (is a slow commit what the tail of the latency is made of?).
+curl -fsS "http://$ADMIN/metrics" >"$WORK/switch.metrics" || : >"$WORK/switch.metrics"
 mg_terminate
 
 # A number from a loadgen JSON report (its keys are unique, so no JSON tool is needed).
@@ -69,6 +72,16 @@ echo
 echo "response codes: echo $(codes echo); switch $(codes switch)"
 if [[ -n "$RATE" ]]; then
   echo "unsent (scheduled, never sent: behind schedule): echo $(num echo unsent_scheduled), switch $(num switch unsent_scheduled)"
+fi
+metric() { sed -n "s/^$1 //p" "$WORK/switch.metrics" | head -n 1; }
+commits="$(metric multiguna_ledger_commit_duration_seconds_count)"
+if [[ -n "$commits" && "$commits" != 0 ]]; then
+  awk -v n="$commits" -v s="$(metric multiguna_ledger_commit_duration_seconds_sum)" \
+    -v rows="$(metric multiguna_ledger_batch_size_sum)" -v d="$(num switch duration_s)" \
+    'BEGIN { printf "ledger commits: %d, mean %.2f ms, writer busy %.0f%% of the run, mean batch %.0f transfers\n", n, 1000 * s / n, 100 * s / d, rows / n }'
+  printf 'commits slower than: '
+  sed -n 's/^multiguna_ledger_commit_duration_seconds_bucket{le="\([0-9.e+-]*\)"} \([0-9]*\)$/\1 \2/p' "$WORK/switch.metrics" |
+    awk -v n="$commits" '$1 >= 0.005 && $1 <= 0.25 { printf "%s ms: %d  ", $1 * 1000, n - $2 } END { print "" }'
 fi
 echo "ratio switch/echo: throughput $(ratio "$(num switch throughput_per_s)" "$(num echo throughput_per_s)")," \
   "p50 latency $(ratio "$(num switch p50)" "$(num echo p50)")," \
