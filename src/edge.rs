@@ -174,7 +174,7 @@ fn to_request(message: &Message<'_>, class: MessageClass, frame: &[u8]) -> Optio
         to_account,
         amount_wire,
         currency: message.field_str(49).map(str::to_string),
-        card_sha: pan.as_ref().map(Pan::sha256_hex),
+        card_sha: pan.as_ref().map(Pan::hash),
         pan,
         expiry,
         mcc: message.field_str(18).map(|m| m.parse()).transpose().ok()?,

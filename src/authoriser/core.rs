@@ -110,8 +110,7 @@ impl Core {
         let amount_minor = amount_of(request, acquirer, txn_type)?;
         let card_idx = request
             .card_sha
-            .as_deref()
-            .and_then(|sha| self.state.card_by_sha(sha))
+            .and_then(|hash| self.state.card_by_key(&hash.0))
             .ok_or(Outcome::decline("declined", ResponseCode::UnknownCard))?;
         let card = &self.state.cards[card_idx as usize];
         let wallet = &self.state.wallets[card.wallet as usize];

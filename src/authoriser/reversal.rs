@@ -282,8 +282,7 @@ impl Core {
             .ok_or(declined(ResponseCode::InvalidAmount))?;
         let card_idx = request
             .card_sha
-            .as_deref()
-            .and_then(|sha| self.state.card_by_sha(sha))
+            .and_then(|hash| self.state.card_by_key(&hash.0))
             .ok_or(declined(ResponseCode::UnknownCard))?;
         let wallet_idx = self.state.cards[card_idx as usize].wallet;
         let wallet = &self.state.wallets[wallet_idx as usize];

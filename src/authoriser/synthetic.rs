@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::state::{card_key, Card, PinOffset, State, Wallet};
+use super::state::{Card, PinOffset, State, Wallet};
 use crate::domain::money::Purse;
 use crate::domain::pan::{luhn_check_digit, Pan};
 use crate::policy::{CardStatus, Policy};
@@ -84,7 +84,7 @@ fn add_card(state: &mut State, policy: &Policy, wallet: u32, pan: &Pan, pin: &st
         })
         .and_then(|offset| PinOffset::parse(&offset))
         .unwrap_or_default();
-    let card_sha = card_key(&pan.sha256_hex()).unwrap_or_default();
+    let card_sha = pan.hash().0;
     let idx = state.push_card(Card {
         wallet,
         card_sha,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::state::{card_key, Card, PinOffset, State, Wallet};
+use super::state::{Card, PinOffset, State, Wallet};
 use super::Core;
 use crate::client::TxnSpec;
 use crate::config::{Config, DEFAULT_TOML};
@@ -207,7 +207,7 @@ fn sut() -> Sut {
         )
         .unwrap();
         let pin_offset = PinOffset::parse(&pin_offset).unwrap();
-        let card_sha = card_key(&pan.sha256_hex()).unwrap();
+        let card_sha = pan.hash().0;
         state.push_card(Card {
             wallet: f as u32,
             card_sha,

@@ -7,6 +7,17 @@ use sha2::{Digest, Sha256};
 #[derive(Clone, PartialEq, Eq)]
 pub struct Pan(String);
 
+/// The SHA-256 of a PAN. `Debug` shows its first four bytes only: the whole hash of a
+/// 16-digit PAN is reversed by trying the thousand million numbers of its BIN.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PanHash(pub [u8; 32]);
+
+impl std::fmt::Debug for PanHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PanHash({}..)", hex::encode(&self.0[..4]))
+    }
+}
+
 impl Pan {
     pub const LEN_MIN: usize = 12;
     pub const LEN_MAX: usize = 19;
@@ -30,7 +41,12 @@ impl Pan {
     /// Lower-case hex SHA-256 of the ASCII digits: the card's key in the ledger and the
     /// deny list (interfaces.md).
     pub fn sha256_hex(&self) -> String {
-        hex::encode(Sha256::digest(self.0.as_bytes()))
+        hex::encode(self.hash().0)
+    }
+
+    /// The same SHA-256 as bytes: the card's key in memory.
+    pub fn hash(&self) -> PanHash {
+        PanHash(Sha256::digest(self.0.as_bytes()).into())
     }
 
     pub fn luhn_valid(&self) -> bool {

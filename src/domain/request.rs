@@ -1,7 +1,7 @@
 //! A request as the switch understands it, whatever network it came from.
 
 use super::money::Purse;
-use super::pan::Pan;
+use super::pan::{Pan, PanHash};
 
 /// What kind of message, from its MTI (wire.md, "Messages").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,7 +120,7 @@ pub struct Request {
     pub currency: Option<String>,
     pub pan: Option<Pan>,
     /// SHA-256 of the PAN, computed at the edge so the single writer does not.
-    pub card_sha: Option<String>,
+    pub card_sha: Option<PanHash>,
     /// YYMM from F14 or track 2.
     pub expiry: Option<u16>,
     pub mcc: Option<u16>,
@@ -177,7 +177,7 @@ mod tests {
             amount_wire: 1,
             currency: None,
             pan: Pan::parse("6034561234567897"),
-            card_sha: None,
+            card_sha: Pan::parse("6034561234567897").map(|p| p.hash()),
             expiry: None,
             mcc: None,
             rrn: None,
@@ -191,5 +191,7 @@ mod tests {
         assert!(!text.contains("6034561234567897"));
         assert!(!text.contains("171, 205") && !text.to_lowercase().contains("abcdef"));
         assert!(text.contains("603456******7897") && text.contains("PinBlock(****)"));
+        let hash = Pan::parse("6034561234567897").expect("pan").sha256_hex();
+        assert!(!text.contains(&hash) && text.contains(&format!("PanHash({}..)", &hash[..8])));
     }
 }
