@@ -10,6 +10,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,8 +29,9 @@ const VIRTUAL_TIME: &str = "--virtual-time-budget=5000";
 const PROXY_DELAY: Duration = Duration::from_millis(900);
 // A bound on a hang, not a speed figure. A starved headless Chromium has been seen to
 // stall in virtual time on a loaded 2-core machine; it is then started once more.
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(120);
-const BROWSER_ATTEMPTS: u32 = 3;
+// A quiet run takes under 10 s.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
+const BROWSER_ATTEMPTS: u32 = 4;
 
 fn chromium() -> Option<PathBuf> {
     let path = std::env::var_os("CHROMIUM")
@@ -51,10 +53,24 @@ fn chromium() -> Option<PathBuf> {
 }
 
 /// Runs headless Chromium on `url` with `args`; returns its standard output. A run that
-/// hangs past `BROWSER_TIMEOUT` is killed and tried again, up to `BROWSER_ATTEMPTS`.
-fn run_chromium(chromium: &Path, profile: &Path, args: &[String], url: &str) -> String {
+/// hangs past `BROWSER_TIMEOUT` is killed with every process it started and tried again,
+/// up to `BROWSER_ATTEMPTS`, each time with a profile of its own (a killed browser's
+/// leftovers could hold the last one's lock: in one CI run all three attempts on one
+/// profile stalled).
+///
+/// With `output`, the run is done once that file is written (a file that stays the same
+/// size for half a second): headless Chromium has been seen to write its screenshot and
+/// then never exit.
+fn run_chromium(
+    chromium: &Path,
+    profiles: &Path,
+    args: &[String],
+    url: &str,
+    output: Option<&Path>,
+) -> String {
     for attempt in 1..=BROWSER_ATTEMPTS {
-        if let Some(out) = run_chromium_once(chromium, profile, args, url) {
+        let profile = tempfile::tempdir_in(profiles).expect("profile");
+        if let Some(out) = run_chromium_once(chromium, profile.path(), args, url, output) {
             return out;
         }
         eprintln!("chromium did not finish within {BROWSER_TIMEOUT:?} (attempt {attempt})");
@@ -67,7 +83,9 @@ fn run_chromium_once(
     profile: &Path,
     args: &[String],
     url: &str,
+    output: Option<&Path>,
 ) -> Option<String> {
+    let log = profile.with_extension("chromium.log");
     let mut child = Command::new(chromium)
         .args([
             "--headless",
@@ -85,7 +103,8 @@ fn run_chromium_once(
         .args(args)
         .arg(url)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("chromium log"))
+        .process_group(0)
         .spawn()
         .expect("start chromium");
     let mut stdout = child.stdout.take().expect("stdout");
@@ -95,10 +114,33 @@ fn run_chromium_once(
         out
     });
     let deadline = Instant::now() + BROWSER_TIMEOUT;
+    // The browser's renderer, GPU and zygote processes go with it.
+    let kill_all = |child: &mut std::process::Child| {
+        let group = format!("-{}", child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = child.kill();
+        let _ = child.wait();
+    };
+    let mut written = (0, Instant::now());
     while child.try_wait().expect("wait chromium").is_none() {
+        if let Some(file) = output {
+            let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+            if size != written.0 {
+                written = (size, Instant::now());
+            } else if size > 0 && written.1.elapsed() > Duration::from_millis(500) {
+                kill_all(&mut child);
+                break;
+            }
+        }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_all(&mut child);
+            // What it was doing, for the next person who meets a stall.
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("chromium's last words:");
+            for line in &lines[lines.len().saturating_sub(15)..] {
+                eprintln!("  {line}");
+            }
             return None;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -223,10 +265,16 @@ fn dashboard_in_chromium_shows_the_figures_of_the_metrics() {
         let (approved, declined) = approved_declined(&admin.get("/metrics").body);
         approved > 5 && declined > 0
     });
-    let profile = tempfile::tempdir().expect("profile");
+    let profiles = tempfile::tempdir().expect("profiles");
     let url = format!("http://{}/", slow_proxy(switch.admin));
     let (approved_before, declined_before) = approved_declined(&admin.get("/metrics").body);
-    let dom = run_chromium(&chromium, profile.path(), &["--dump-dom".into()], &url);
+    let dom = run_chromium(
+        &chromium,
+        profiles.path(),
+        &["--dump-dom".into()],
+        &url,
+        None,
+    );
     let (approved_after, declined_after) = approved_declined(&admin.get("/metrics").body);
     for pan in &admin.pans {
         assert!(!dom.contains(pan.as_str()), "the page shows a whole PAN");
@@ -254,12 +302,13 @@ fn dashboard_in_chromium_shows_the_figures_of_the_metrics() {
     let _ = std::fs::remove_file(&shot);
     run_chromium(
         &chromium,
-        profile.path(),
+        profiles.path(),
         &[
             format!("--screenshot={}", shot.display()),
             "--window-size=1280,900".into(),
         ],
         &url,
+        Some(&shot),
     );
     stop.store(true, Ordering::Relaxed);
     runner.join().expect("traffic");
