@@ -189,6 +189,21 @@ EOF
   esac
 }
 
+# Changes a SQLite bench database (mg_sql only reads): each argument one statement, in
+# autocommit. For schema experiments, with no switch running.
+mg_sqlite_exec() {
+  python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); [c.execute(s).fetchall() for s in sys.argv[2:]]' \
+    "$WORK/multiguna.db" "$@"
+}
+
+# The switch as it stands under the closed loop of benches/run.sh (8 x 32) for DURATION
+# s; the loadgen report goes to NAME.json.
+mg_closed_loop_run() {
+  mg_start "$1"
+  mg_loadgen "$WORK/$1.json" --duration-s "$DURATION" --connections 8 --depth 32
+  mg_terminate
+}
+
 # Checks approvals recorded by `loadgen --record` (CSV files) against the ledger: each
 # key (F32, F41, F11, F7) must be in `transfers` exactly once, and that row must say 00.
 # Prints `seen checked missing duplicates wrong_rc`; checked = seen - missing -

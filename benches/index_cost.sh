@@ -20,31 +20,21 @@ DURATION="${DURATION:-20}"
 mg_database sqlite
 mg_province "${FAMILIES:-10000}"
 
-# mg_sql reads only; these change the schema, with no switch running.
-sql() {
-  python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()' \
-    "$WORK/multiguna.db" "$1"
-}
-run() {
-  mg_start "$1"
-  mg_loadgen "$WORK/$1.json" --duration-s "$DURATION" --connections 8 --depth 32
-  mg_terminate
-}
 num() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$WORK/$1.json"; }
 
-run both
-sql "DROP INDEX entries_account"
-run no_account_index
-sql "CREATE INDEX entries_account ON entries (account_id)"
-sql "DROP INDEX transfers_card"
-run no_card_index
-sql "CREATE INDEX transfers_card16 ON transfers (substr(card_sha, 1, 16), at_ms)"
-run card_prefix16
-sql "DROP INDEX transfers_card16"
-sql "DROP INDEX entries_account"
-run neither
-sql "CREATE INDEX entries_account ON entries (account_id)"
-sql "CREATE INDEX transfers_card ON transfers (card_sha, at_ms)"
+mg_closed_loop_run both
+mg_sqlite_exec "DROP INDEX entries_account"
+mg_closed_loop_run no_account_index
+mg_sqlite_exec "CREATE INDEX entries_account ON entries (account_id)"
+mg_sqlite_exec "DROP INDEX transfers_card"
+mg_closed_loop_run no_card_index
+mg_sqlite_exec "CREATE INDEX transfers_card16 ON transfers (substr(card_sha, 1, 16), at_ms)"
+mg_closed_loop_run card_prefix16
+mg_sqlite_exec "DROP INDEX transfers_card16"
+mg_sqlite_exec "DROP INDEX entries_account"
+mg_closed_loop_run neither
+mg_sqlite_exec "CREATE INDEX entries_account ON entries (account_id)"
+mg_sqlite_exec "CREATE INDEX transfers_card ON transfers (card_sha, at_ms)"
 
 echo "multiguna index cost: $(git describe --always --dirty 2>/dev/null || echo '?'), SQLite, $FAMILIES families, closed loop 8 x 32, ${DURATION} s each"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -13,27 +13,18 @@ mg_init index-probes
 DURATION="${DURATION:-20}"
 FAMILIES="${FAMILIES:-10000}"
 
-sql() {
-  python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); [c.execute(s).fetchall() for s in sys.argv[2:]]' \
-    "$WORK/multiguna.db" "$@"
-}
-run() {
-  mg_start "$1"
-  mg_loadgen "$WORK/$1.json" --duration-s "$DURATION" --connections 8 --depth 32
-  mg_terminate
-}
 num() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$WORK/$1.json"; }
 fresh() { rm -f "$WORK"/multiguna.db*; mg_province "$FAMILIES"; }
 
 mg_database sqlite
 fresh
-run shipped_4k
-sql "PRAGMA journal_mode=DELETE" "PRAGMA page_size=1024" "VACUUM" "PRAGMA journal_mode=WAL"
-run pages_1k
+mg_closed_loop_run shipped_4k
+mg_sqlite_exec "PRAGMA journal_mode=DELETE" "PRAGMA page_size=1024" "VACUUM" "PRAGMA journal_mode=WAL"
+mg_closed_loop_run pages_1k
 
 fresh
-run shipped
-sql "DROP INDEX transfers_card" "DROP INDEX entries_account" \
+mg_closed_loop_run shipped
+mg_sqlite_exec "DROP INDEX transfers_card" "DROP INDEX entries_account" \
   "CREATE TABLE card_hist (card_sha TEXT, at_ms INT, batch_seq INT, idx INT, PRIMARY KEY (card_sha, at_ms, batch_seq, idx)) WITHOUT ROWID" \
   "CREATE TABLE acct_hist (account_id INT, batch_seq INT, transfer_idx INT, entry_idx INT, amount INT, PRIMARY KEY (account_id, batch_seq, transfer_idx, entry_idx)) WITHOUT ROWID"
 cat >"$WORK/indexer.py" <<'PY'
