@@ -26,7 +26,6 @@ use crate::ledger::{Db, LedgerError};
 const READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What others wrote after `from`, as one snapshot saw it.
-#[derive(Debug)]
 pub(super) struct Delta {
     from: SyncCursor,
     families: Vec<FamilyRow>,

@@ -121,9 +121,10 @@ pub async fn disburse(
     Ok(summary)
 }
 
-/// A file naming at most this many families looks up only their accounts and balances
-/// (a top-up for one family read five million of each at a million families); a
-/// tranche reads the programme's tables once instead of looking up millions.
+/// A file naming at most this many families reads only their accounts and balances (a
+/// top-up for one family read five million of each at a million families), in one
+/// statement of as many parameters (under every backend's limit); a tranche reads the
+/// programme's tables once.
 const FAMILIES_LOOKED_UP_MAX: usize = 1_000;
 
 /// What the ledger already holds that a disbursement file needs.
@@ -143,31 +144,28 @@ impl Known {
         let mut families: Vec<&str> = lines.iter().map(|l| l.family_id.as_str()).collect();
         families.sort_unstable();
         families.dedup();
-        let few = families.len() <= FAMILIES_LOOKED_UP_MAX;
-        let mut purse_accounts: Vec<(String, String, i64)> = Vec::new();
-        if few {
-            for family_id in families {
-                purse_accounts.extend(
-                    sqlx::query_as::<_, (String, String, i64)>(&db.sql(
-                        "SELECT owner, purse, account_id FROM accounts \
-                         WHERE kind = 'purse' AND programme_id = ? AND owner = ?",
-                    ))
-                    .bind(programme_id.to_string())
-                    .bind(family_id.to_string())
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(err)?,
-                );
-            }
+        // A few families: their accounts and balances in one statement. A tranche: the
+        // programme's tables once.
+        let (purse_accounts, balances): (Vec<_>, Vec<_>) = if families.len()
+            <= FAMILIES_LOOKED_UP_MAX
+        {
+            db.purses_of_families(&mut conn, programme_id, &families)
+                .await?
+                .into_iter()
+                .map(|(family, purse, account, balance)| {
+                    ((family, purse, account), (account, balance))
+                })
+                .unzip()
         } else {
-            purse_accounts = sqlx::query_as(&db.sql(
-                "SELECT owner, purse, account_id FROM accounts WHERE kind = 'purse' AND programme_id = ?",
-            ))
-            .bind(programme_id.to_string())
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(err)?;
-        }
+            let accounts: Vec<(String, String, i64)> = sqlx::query_as(&db.sql(
+                    "SELECT owner, purse, account_id FROM accounts WHERE kind = 'purse' AND programme_id = ?",
+                ))
+                .bind(programme_id.to_string())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(err)?;
+            (accounts, db.balances_from_checkpoint(&mut conn).await?)
+        };
         let mut posted = HashMap::new();
         let mut refs: Vec<&str> = lines.iter().map(|l| l.batch_ref.as_str()).collect();
         refs.sort_unstable();
@@ -185,12 +183,6 @@ impl Known {
                     .map(|(f, p, a)| ((batch_ref.to_string(), f, p), a)),
             );
         }
-        let balances = if few {
-            let accounts: Vec<i64> = purse_accounts.iter().map(|(_, _, a)| *a).collect();
-            db.balances_of(&mut conn, &accounts).await?
-        } else {
-            db.balances_from_checkpoint(&mut conn).await?
-        };
         let negative = balances.into_iter().filter(|(_, b)| *b < 0).collect();
         Ok(Known {
             purse_accounts: purse_accounts

@@ -161,33 +161,38 @@ impl Db {
         Ok(balances.into_iter().collect())
     }
 
-    /// The balances of a few accounts, as `balances_from_checkpoint` gives them for all:
-    /// each from its latest checkpoint row up to the last closed checkpoint, plus its
-    /// entries since (both by index).
-    pub async fn balances_of(
+    /// The purse accounts of a few families of a programme with their balances, as
+    /// `balances_from_checkpoint` gives them for all (the latest checkpoint row up to the
+    /// last closed checkpoint, plus the entries since), in one statement: rows of
+    /// (family, purse, account, balance).
+    pub async fn purses_of_families(
         &self,
         conn: &mut AnyConnection,
-        accounts: &[i64],
-    ) -> Result<Vec<(i64, i64)>, LedgerError> {
-        let last = self.last_checkpoint(conn).await?;
-        let sql = self.sql(
-            "SELECT CAST(COALESCE((SELECT balance_minor FROM balance_checkpoints \
-                 WHERE account_id = ? AND batch_seq <= ? ORDER BY batch_seq DESC LIMIT 1), 0) \
-               + COALESCE((SELECT SUM(amount_minor) FROM entries WHERE account_id = ? AND batch_seq > ?), 0) \
-             AS BIGINT)",
-        );
-        let mut balances = Vec::with_capacity(accounts.len());
-        for &account in accounts {
-            let (balance,): (i64,) = sqlx::query_as(&sql)
-                .bind(account)
-                .bind(last)
-                .bind(account)
-                .bind(last)
-                .fetch_one(&mut *conn)
-                .await?;
-            balances.push((account, balance));
+        programme_id: &str,
+        families: &[&str],
+    ) -> Result<Vec<(String, String, i64, i64)>, LedgerError> {
+        if families.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(balances)
+        let last = self.last_checkpoint(conn).await?;
+        let sql = format!(
+            "SELECT a.owner, a.purse, a.account_id, CAST(COALESCE((SELECT c.balance_minor \
+                 FROM balance_checkpoints c WHERE c.account_id = a.account_id AND c.batch_seq <= ? \
+                 ORDER BY c.batch_seq DESC LIMIT 1), 0) \
+               + COALESCE((SELECT SUM(e.amount_minor) FROM entries e \
+                 WHERE e.account_id = a.account_id AND e.batch_seq > ?), 0) AS BIGINT) \
+             FROM accounts a WHERE a.kind = 'purse' AND a.programme_id = ? AND a.owner IN ({})",
+            vec!["?"; families.len()].join(", ")
+        );
+        let sql = self.sql(&sql);
+        let mut query = sqlx::query_as(&sql)
+            .bind(last)
+            .bind(last)
+            .bind(programme_id);
+        for family in families {
+            query = query.bind(*family);
+        }
+        Ok(query.fetch_all(&mut *conn).await?)
     }
 
     /// All checkpoint rows, by checkpoint, for `ledger verify`.

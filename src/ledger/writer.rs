@@ -1,6 +1,8 @@
 //! The one place that appends ledger batches: one database transaction per batch,
 //! serialised against any other writer (the CLI) so the audit chain stays a chain.
 
+use std::sync::LazyLock;
+
 use sqlx::AnyConnection;
 
 use super::chain::{batch_hash, GENESIS_HASH};
@@ -352,19 +354,24 @@ async fn insert_entries(
 
 // PostgreSQL: one statement text whatever the number of rows, so it is parsed and
 // planned once per connection. Each column travels as one array, written as its text
-// literal (the generic driver binds no arrays) and unnested on the server. The VALUES
-// form made every batch size a statement of its own with 23 parameters a row.
-const PG_INSERT_TRANSFERS: &str =
-    "INSERT INTO transfers (batch_seq, idx, kind, mti, rc, approval, \
-     acquirer, terminal, stan, transmitted, rrn, content_sha, card_sha, family_id, programme_id, \
-     channel, purse, amount_minor, acceptor, reference, business_day, at_ms, balances) \
-     SELECT $1::bigint, u.* FROM UNNEST($2::int[], $3::text[], $4::text[], $5::text[], $6::text[], \
-     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
-     $14::text[], $15::text[], $16::text[], $17::text[], $18::bigint[], $19::text[], $20::text[], \
-     $21::int[], $22::bigint[], $23::text[]) AS u";
-const PG_INSERT_ENTRIES: &str =
-    "INSERT INTO entries (batch_seq, transfer_idx, entry_idx, account_id, amount_minor) \
-     SELECT $1::bigint, u.* FROM UNNEST($2::int[], $3::int[], $4::bigint[], $5::bigint[]) AS u";
+// literal (the generic driver binds no arrays) and unnested on the server, in the order
+// of TRANSFER_COLUMNS / ENTRY_COLUMNS. The VALUES form made every batch size a statement
+// of its own with 23 parameters a row.
+static PG_INSERT_TRANSFERS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO transfers ({TRANSFER_COLUMNS}) SELECT $1::bigint, u.* FROM UNNEST(\
+         $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
+         $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], \
+         $15::text[], $16::text[], $17::text[], $18::bigint[], $19::text[], $20::text[], \
+         $21::int[], $22::bigint[], $23::text[]) AS u"
+    )
+});
+static PG_INSERT_ENTRIES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO entries ({ENTRY_COLUMNS}) SELECT $1::bigint, u.* \
+         FROM UNNEST($2::int[], $3::int[], $4::bigint[], $5::bigint[]) AS u"
+    )
+});
 
 async fn insert_transfers_unnest(
     conn: &mut AnyConnection,
@@ -373,7 +380,7 @@ async fn insert_transfers_unnest(
 ) -> Result<(), sqlx::Error> {
     let int = |f: fn(&TransferRow) -> i64| pg_array_of_ints(rows.iter().map(f));
     let text = |f: fn(&TransferRow) -> &str| pg_array_of_texts(rows.iter().map(f));
-    sqlx::query(PG_INSERT_TRANSFERS)
+    sqlx::query(&PG_INSERT_TRANSFERS)
         .bind(batch_seq)
         .bind(int(|t| t.idx.into()))
         .bind(text(|t| &t.kind))
@@ -408,7 +415,7 @@ async fn insert_entries_unnest(
     rows: &[EntryRow],
 ) -> Result<(), sqlx::Error> {
     let int = |f: fn(&EntryRow) -> i64| pg_array_of_ints(rows.iter().map(f));
-    sqlx::query(PG_INSERT_ENTRIES)
+    sqlx::query(&PG_INSERT_ENTRIES)
         .bind(batch_seq)
         .bind(int(|e| e.transfer_idx.into()))
         .bind(int(|e| e.entry_idx.into()))
@@ -421,26 +428,15 @@ async fn insert_entries_unnest(
 
 /// `{1,-2,3}`
 fn pg_array_of_ints(values: impl Iterator<Item = i64>) -> String {
-    use std::fmt::Write;
-    let mut out = String::from("{");
-    for (i, v) in values.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "{v}");
-    }
-    out.push('}');
-    out
+    pg_array(values, |out, v| {
+        let _ = std::fmt::Write::write_fmt(out, format_args!("{v}"));
+    })
 }
 
 /// `{"a","b \"c\""}`: every element quoted, so commas, braces, spaces and the word
 /// NULL stay text; a quote or backslash inside is escaped with a backslash.
 fn pg_array_of_texts<'a>(values: impl Iterator<Item = &'a str>) -> String {
-    let mut out = String::from("{");
-    for (i, v) in values.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
+    pg_array(values, |out, v| {
         out.push('"');
         for c in v.chars() {
             if c == '"' || c == '\\' {
@@ -449,6 +445,17 @@ fn pg_array_of_texts<'a>(values: impl Iterator<Item = &'a str>) -> String {
             out.push(c);
         }
         out.push('"');
+    })
+}
+
+/// An array literal: `{`, the elements as `element` writes them, comma-separated, `}`.
+fn pg_array<T>(values: impl Iterator<Item = T>, element: impl Fn(&mut String, T)) -> String {
+    let mut out = String::from("{");
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        element(&mut out, v);
     }
     out.push('}');
     out
