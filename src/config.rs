@@ -92,6 +92,15 @@ pub struct SwitchConfig {
     /// came after it instead of all history.
     #[serde(default = "default_checkpoint_interval_s")]
     pub checkpoint_interval_s: u64,
+    /// How often the projector copies new ledger batches into the card and account
+    /// histories (ledger/projection.rs). Readers read what it has not copied yet from
+    /// the ledger itself, so this sets their cost, never what they see.
+    #[serde(default = "default_projection_interval_ms")]
+    pub projection_interval_ms: u64,
+}
+
+fn default_projection_interval_ms() -> u64 {
+    1_000
 }
 
 fn default_idempotency_decisions_max() -> usize {

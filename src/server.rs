@@ -86,6 +86,9 @@ async fn start_authoriser(
             batch_size_max: config.authoriser.batch_size_max,
             sync_interval: Duration::from_millis(config.switch.sync_interval_ms.max(10)),
             checkpoint_interval: Duration::from_secs(config.switch.checkpoint_interval_s.max(1)),
+            projection_interval: Duration::from_millis(
+                config.switch.projection_interval_ms.max(10),
+            ),
         },
     )
     .await?;

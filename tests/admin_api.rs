@@ -43,6 +43,17 @@ fn withdraw_rc(switch: &Switch, card: &DemoCard) -> String {
     })
 }
 
+/// An ATM withdrawal of Rp 100,000 and a minimarket purchase of Rp 25,000, both approved.
+fn withdraw_and_buy(switch: &Switch, card: &DemoCard, db_name: &str) {
+    runtime().block_on(async {
+        let mut c = switch.client().await;
+        let a = send(&mut c, &request(card, ATM, "6011", "010000", 100_000)).await;
+        assert_eq!(rc(&a), "00", "{db_name}");
+        let a = send(&mut c, &request(card, SHOP, "5411", "000000", 25_000)).await;
+        assert_eq!(rc(&a), "00", "{db_name}");
+    });
+}
+
 #[test]
 fn api_routes_refuse_a_missing_or_wrong_token_with_401_and_change_nothing() {
     for db in backends() {
@@ -262,13 +273,7 @@ fn card_transactions_are_newest_first_and_unknown_or_malformed_cards_are_refused
         let switch = Switch::start(&db);
         let admin = admin(&switch, &cards);
         let card = &cards[0];
-        runtime().block_on(async {
-            let mut c = switch.client().await;
-            let a = send(&mut c, &request(card, ATM, "6011", "010000", 100_000)).await;
-            assert_eq!(rc(&a), "00", "{}", db.name);
-            let a = send(&mut c, &request(card, SHOP, "5411", "000000", 25_000)).await;
-            assert_eq!(rc(&a), "00", "{}", db.name);
-        });
+        withdraw_and_buy(&switch, card, &db.name);
         let r = admin.api_get(&format!("/api/v1/cards/{}/transactions", card.pan));
         assert_eq!(r.status, 200, "{}: {}", db.name, r.body);
         let body = r.json();
@@ -465,5 +470,118 @@ fn the_decision_journal_stays_within_its_count_bound_and_says_so_in_metrics() {
             "{}: the oldest remembered decision is seconds old: {horizon_s}",
             db.name
         );
+    }
+}
+
+/// Card history and family balances are read from the projections up to their head and
+/// from the ledger after it (src/ledger/projection.rs): the same answers whichever holds
+/// a row, and a projection that went wrong is found by `ledger verify` and rebuilt.
+#[test]
+fn history_and_balances_are_the_same_from_the_projections_and_the_ledger_tail() {
+    // The projector runs at start-up, then not for an hour.
+    let no_steps = [("MULTIGUNA__SWITCH__PROJECTION_INTERVAL_MS", "3600000")];
+    for db in backends() {
+        let cards = db.province(1);
+        let card = &cards[0];
+        let head = || db.scalar("SELECT batch_seq FROM projection_head");
+        let ledger_head = || db.scalar("SELECT MAX(batch_seq) FROM ledger_batches");
+        let history = |admin: &Admin, limit: u32| -> Vec<(String, String)> {
+            let r = admin.api_get(&format!(
+                "/api/v1/cards/{}/transactions?limit={limit}",
+                card.pan
+            ));
+            assert_eq!(r.status, 200, "{}: {}", db.name, r.body);
+            r.json()["transactions"]
+                .as_array()
+                .expect("transactions")
+                .iter()
+                .map(|t| (t["kind"].to_string(), t["amount"].to_string()))
+                .collect()
+        };
+        let balances = |admin: &Admin| -> Vec<String> {
+            let r = admin.api_get(&format!("/api/v1/families/{}", card.family_id));
+            assert_eq!(r.status, 200, "{}: {}", db.name, r.body);
+            ["cash", "food", "transport"]
+                .iter()
+                .map(|name| {
+                    let purses = r.json()["purses"].clone();
+                    let purse = purses
+                        .as_array()
+                        .expect("purses")
+                        .iter()
+                        .find(|p| p["purse"] == *name)
+                        .cloned()
+                        .expect("purse");
+                    purse["ledger"].as_str().expect("ledger").to_string()
+                })
+                .collect()
+        };
+        let pair = |kind: &str, amount: &str| (format!("\"{kind}\""), format!("\"{amount}\""));
+        // The disbursement's import projected its batch.
+        assert_eq!(head(), ledger_head(), "{}", db.name);
+
+        let switch = Switch::start_with(&db, &no_steps);
+        let admin = admin(&switch, &cards);
+        withdraw_and_buy(&switch, card, &db.name);
+        assert!(
+            head() < ledger_head(),
+            "{}: the two are in the tail",
+            db.name
+        );
+        let two = vec![
+            pair("purchase", "25000.00"),
+            pair("withdrawal", "100000.00"),
+        ];
+        assert_eq!(history(&admin, 10), two, "{}: from the tail", db.name);
+        let spent = vec!["650000.00", "275000.00", "100000.00"];
+        assert_eq!(balances(&admin), spent, "{}: from the tail", db.name);
+        assert_eq!(switch.terminate().code(), Some(0));
+
+        // Start-up projects what is there; a ride after it is in the tail.
+        let switch = Switch::start_with(&db, &no_steps);
+        let admin = self::admin(&switch, &cards);
+        assert_eq!(head(), ledger_head(), "{}: projected at start-up", db.name);
+        runtime().block_on(async {
+            let mut c = switch.client().await;
+            let mut ride = request(card, BUS, "4111", "000000", 3_500);
+            ride.pin_block = None;
+            assert_eq!(rc(&send(&mut c, &ride).await), "00", "{}", db.name);
+        });
+        let three = vec![
+            pair("purchase", "3500.00"),
+            pair("purchase", "25000.00"),
+            pair("withdrawal", "100000.00"),
+        ];
+        assert_eq!(
+            history(&admin, 10),
+            three,
+            "{}: tail and projection",
+            db.name
+        );
+        assert_eq!(history(&admin, 2), three[..2], "{}: limited", db.name);
+        let after_ride = vec!["650000.00", "275000.00", "96500.00"];
+        assert_eq!(balances(&admin), after_ride, "{}", db.name);
+        assert_eq!(switch.terminate().code(), Some(0));
+
+        // A projection that lost its rows and claims more than the ledger has.
+        let projected = head();
+        db.exec("DELETE FROM card_history; UPDATE projection_head SET batch_seq = 1000000");
+        let out = db.cli(&["ledger", "verify"]);
+        assert!(
+            !out.status.success(),
+            "{}: verify passed a wrong projection",
+            db.name
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("projections"), "{}: {err}", db.name);
+        let switch = Switch::start_with(&db, &no_steps);
+        let admin = self::admin(&switch, &cards);
+        assert_eq!(history(&admin, 10), three, "{}: rebuilt", db.name);
+        assert_eq!(balances(&admin), after_ride, "{}: rebuilt", db.name);
+        assert_eq!(head(), ledger_head(), "{}", db.name);
+        assert!(head() >= projected, "{}", db.name);
+        let verified = db.cli_ok(&["ledger", "verify"]);
+        let want = format!("projections match the ledger up to batch {}", ledger_head());
+        assert!(verified.contains(&want), "{}: {verified}", db.name);
     }
 }

@@ -127,16 +127,20 @@ async fn purse_balances(
     programme_id: &str,
     family_id: &str,
 ) -> Result<HashMap<String, i64>, LedgerError> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(&db.sql(
-        "SELECT a.purse, CAST(COALESCE(SUM(e.amount_minor), 0) AS BIGINT) FROM accounts a \
-         LEFT JOIN entries e ON e.account_id = a.account_id \
-         WHERE a.kind = 'purse' AND a.programme_id = ? AND a.owner = ? GROUP BY a.purse",
+    let mut conn = db.pool.acquire().await?;
+    let accounts: Vec<(String, i64)> = sqlx::query_as(&db.sql(
+        "SELECT purse, account_id FROM accounts WHERE kind = 'purse' AND programme_id = ? AND owner = ?",
     ))
     .bind(programme_id.to_string())
     .bind(family_id.to_string())
-    .fetch_all(&db.pool)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(rows.into_iter().collect())
+    let ids: Vec<i64> = accounts.iter().map(|(_, id)| *id).collect();
+    let balances = db.account_balances(&mut conn, &ids).await?;
+    Ok(accounts
+        .into_iter()
+        .map(|(purse, id)| (purse, balances.get(&id).copied().unwrap_or(0)))
+        .collect())
 }
 
 async fn cards(db: &Db, family_id: &str) -> Result<Vec<CardView>, LedgerError> {

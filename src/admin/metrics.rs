@@ -28,6 +28,7 @@ pub const IDEMPOTENCY_DECISIONS: &str = "multiguna_idempotency_decisions";
 pub const IDEMPOTENCY_HORIZON_SECONDS: &str = "multiguna_idempotency_horizon_seconds";
 /// Decisions forgotten before their window ended, because of the count bound.
 pub const IDEMPOTENCY_EVICTED_TOTAL: &str = "multiguna_idempotency_evicted_total";
+pub const PROJECTION_LAG_BATCHES: &str = "multiguna_projection_lag_batches";
 /// Open connections, by `listener`.
 pub const CONNECTIONS: &str = "multiguna_connections";
 /// Connections closed at once because the listener was full, by `listener`.
@@ -133,6 +134,10 @@ fn describe() {
         TLS_HANDSHAKE_FAILURES_TOTAL,
         "TLS connections closed before any frame, by listener and reason"
     );
+    metrics::describe_gauge!(
+        PROJECTION_LAG_BATCHES,
+        "Ledger batches committed but not yet projected into card and account history"
+    );
     // Series that may stay at zero for a long time are shown from the start, so an
     // alert on them has something to read.
     metrics::counter!(LEDGER_COMMIT_FAILURES_TOTAL).absolute(0);
@@ -172,6 +177,12 @@ pub fn idempotency_journal(decisions: usize, horizon: Duration, evicted_total: u
     metrics::gauge!(IDEMPOTENCY_DECISIONS).set(decisions as f64);
     metrics::gauge!(IDEMPOTENCY_HORIZON_SECONDS).set(horizon.as_secs_f64());
     metrics::counter!(IDEMPOTENCY_EVICTED_TOTAL).absolute(evicted_total);
+}
+
+/// Ledger batches not yet in the projections (card history, account entries) after a
+/// projector step: readers read those from the ledger's tail, which grows with it.
+pub fn projection_lag(batches: i64) {
+    metrics::gauge!(PROJECTION_LAG_BATCHES).set(batches as f64);
 }
 
 /// The MTI label: one of the MTIs the switch knows, or `other`, so a peer sending

@@ -72,7 +72,7 @@ async fn load_in_snapshot(
             // two take about as long, and there are two cores.
             let builder = Builder::new(Arc::clone(policy));
             let bulk = tokio::task::spawn_blocking(move || builder.read_sqlite(&path));
-            let rest = read_rest(db, conn, policy, now).await;
+            let rest = read_rest(db, conn, policy, now, head).await;
             let (bulk_head, state) = bulk
                 .await
                 .map_err(|e| LedgerError::Invariant(format!("start-up read thread: {e}")))??;
@@ -81,7 +81,7 @@ async fn load_in_snapshot(
         None => {
             let mut builder = Builder::new(Arc::clone(policy));
             let bulk_head = bulk::read_any(conn, &mut builder).await?;
-            let rest = read_rest(db, conn, policy, now).await?;
+            let rest = read_rest(db, conn, policy, now, head).await?;
             (bulk_head, builder.state, rest)
         }
     };
@@ -117,6 +117,7 @@ async fn read_rest(
     conn: &mut AnyConnection,
     policy: &Policy,
     now: TimestampMs,
+    head: i64,
 ) -> Result<Rest, LedgerError> {
     let since_ms = now.0 - policy.idempotency_window_ms;
     let hold_ttl_max_ms = policy
@@ -128,7 +129,7 @@ async fn read_rest(
     Ok(Rest {
         providers: db.providers_since(conn, 0).await?,
         card_events: db.card_events_since(conn, 0).await?,
-        refundable: db.refundable(conn).await?,
+        refundable: db.refundable(conn, head).await?,
         transfers: db.transfers_since(conn, since_ms).await?,
         entries: db.entries_since(conn, since_ms).await?,
         hold_rows: db

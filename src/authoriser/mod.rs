@@ -78,6 +78,7 @@ pub struct AuthoriserConfig {
     pub batch_size_max: usize,
     pub sync_interval: Duration,
     pub checkpoint_interval: Duration,
+    pub projection_interval: Duration,
 }
 
 /// Loads the state and starts the authoriser task. The returned join handle finishes
@@ -87,6 +88,9 @@ pub async fn start(
     policy: Arc<Policy>,
     config: AuthoriserConfig,
 ) -> Result<(AuthoriserHandle, tokio::task::JoinHandle<()>), crate::ledger::LedgerError> {
+    // The projections caught up first, so start-up reads the refund ceiling from them
+    // and not from a long ledger tail. Not required: a reader takes the tail anyway.
+    log_projection(db.project_all().await);
     let state = State::load(&db, &policy, TimestampMs::now()).await?;
     let (tx, rx) = mpsc::channel(config.queue_depth_max);
     let health = Arc::new(Health {
@@ -102,6 +106,7 @@ pub async fn start(
         stale: false,
         rebuild: None,
         checkpoint: None,
+        projector: None,
     };
     let join = tokio::spawn(task.run(config));
     Ok((AuthoriserHandle { tx, health }, join))
@@ -123,6 +128,8 @@ struct Authoriser {
     rebuild: Option<JoinHandle<Result<State, LedgerError>>>,
     /// The checkpoint task, while one runs (one at a time).
     checkpoint: Option<JoinHandle<()>>,
+    /// The projector task (ledger/projection.rs), while one runs (one at a time).
+    projector: Option<JoinHandle<()>>,
 }
 
 impl Authoriser {
@@ -132,6 +139,12 @@ impl Authoriser {
         let mut checkpoint_tick = tokio::time::interval(config.checkpoint_interval);
         checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Start-up has just projected everything (`start`): the first step one period on.
+        let mut projection_tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + config.projection_interval,
+            config.projection_interval,
+        );
+        projection_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The sync's read, while one runs: a task of its own (sync.rs), applied here
         // as soon as it is in.
         let mut sync_read: Option<JoinHandle<Result<sync::Delta, LedgerError>>> = None;
@@ -149,6 +162,7 @@ impl Authoriser {
                     self.apply_sync(read);
                 }
                 _ = checkpoint_tick.tick() => self.checkpoint().await,
+                _ = projection_tick.tick() => self.project(),
                 _ = sync_tick.tick() => {
                     if self.stale {
                         self.poll_rebuild(true).await;
@@ -228,6 +242,20 @@ impl Authoriser {
         }));
     }
 
+    /// In a task of its own, like the checkpoint: the projections are read and written
+    /// off the commit path, on the pool. One step a tick (a step is at most
+    /// `STEP_BATCHES_MAX` batches, more than a second of switch traffic); not while
+    /// stale, when nothing of ours is committed.
+    fn project(&mut self) {
+        if self.stale || self.projector.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let db = self.db.clone();
+        self.projector = Some(tokio::spawn(async move {
+            log_projection(db.project_step().await);
+        }));
+    }
+
     async fn process(&mut self, jobs: &mut Vec<Job>) {
         crate::admin::metrics::authoriser_queue_depth(self.rx.len());
         if self.stale {
@@ -300,6 +328,13 @@ impl Authoriser {
             Duration::from_millis(u64::try_from(horizon_ms).unwrap_or(0)),
             journal.evicted_early(),
         );
+    }
+}
+
+fn log_projection(result: Result<crate::ledger::projection::Projected, LedgerError>) {
+    match result {
+        Ok(projected) => crate::admin::metrics::projection_lag(projected.lag_batches()),
+        Err(err) => tracing::warn!(error = %err, "projection step failed; will retry"),
     }
 }
 

@@ -38,6 +38,11 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             )
             .await?;
             println!("disbursement {}: {summary}", file.display());
+            // A tranche's millions of entries projected now, by the job that wrote them,
+            // rather than by the switch's next start (ledger/projection.rs).
+            if let Err(err) = db.project_all().await {
+                eprintln!("multiguna: warning: projections not brought up to date ({err}); the switch will");
+            }
             Ok(())
         }
         Command::Card { action, pan } => card(&config, &action, &pan).await,

@@ -161,10 +161,8 @@ impl Db {
         Ok(balances.into_iter().collect())
     }
 
-    /// The purse accounts of a few families of a programme with their balances, as
-    /// `balances_from_checkpoint` gives them for all (the latest checkpoint row up to the
-    /// last closed checkpoint, plus the entries since), in one statement: rows of
-    /// (family, purse, account, balance).
+    /// The purse accounts of a few families of a programme with their balances (all
+    /// their entries: ledger/projection.rs): rows of (family, purse, account, balance).
     pub async fn purses_of_families(
         &self,
         conn: &mut AnyConnection,
@@ -174,25 +172,26 @@ impl Db {
         if families.is_empty() {
             return Ok(Vec::new());
         }
-        let last = self.last_checkpoint(conn).await?;
         let sql = format!(
-            "SELECT a.owner, a.purse, a.account_id, CAST(COALESCE((SELECT c.balance_minor \
-                 FROM balance_checkpoints c WHERE c.account_id = a.account_id AND c.batch_seq <= ? \
-                 ORDER BY c.batch_seq DESC LIMIT 1), 0) \
-               + COALESCE((SELECT SUM(e.amount_minor) FROM entries e \
-                 WHERE e.account_id = a.account_id AND e.batch_seq > ?), 0) AS BIGINT) \
-             FROM accounts a WHERE a.kind = 'purse' AND a.programme_id = ? AND a.owner IN ({})",
+            "SELECT owner, purse, account_id FROM accounts \
+             WHERE kind = 'purse' AND programme_id = ? AND owner IN ({})",
             vec!["?"; families.len()].join(", ")
         );
         let sql = self.sql(&sql);
-        let mut query = sqlx::query_as(&sql)
-            .bind(last)
-            .bind(last)
-            .bind(programme_id);
+        let mut query = sqlx::query_as::<_, (String, String, i64)>(&sql).bind(programme_id);
         for family in families {
             query = query.bind(*family);
         }
-        Ok(query.fetch_all(&mut *conn).await?)
+        let accounts = query.fetch_all(&mut *conn).await?;
+        let ids: Vec<i64> = accounts.iter().map(|(_, _, id)| *id).collect();
+        let balances = self.account_balances(conn, &ids).await?;
+        Ok(accounts
+            .into_iter()
+            .map(|(family, purse, id)| {
+                let balance = balances.get(&id).copied().unwrap_or(0);
+                (family, purse, id, balance)
+            })
+            .collect())
     }
 
     /// All checkpoint rows, by checkpoint, for `ledger verify`.

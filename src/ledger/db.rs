@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection};
 
+use super::projection::sqlite_projections_path;
 use super::LedgerError;
 
 static SQLITE_MIGRATIONS: &[(i64, &str)] = &[
@@ -19,6 +20,10 @@ static SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/sqlite/0003_hot_indexes.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_projected_indexes.sql"),
+    ),
 ];
 static POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_ledger.sql")),
@@ -29,6 +34,10 @@ static POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../migrations/postgres/0003_hot_indexes.sql"),
+    ),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_projected_indexes.sql"),
     ),
 ];
 
@@ -66,11 +75,20 @@ impl Db {
         let backend = backend_of(url)?;
         let url = prepare_url(url, backend)?;
         let options = AnyConnectOptions::from_str(&url)?;
+        let projections =
+            sqlite_file(&url).map(|f| sqlite_projections_path(std::path::Path::new(f)));
         let pool = AnyPoolOptions::new()
             .max_connections(POOL_CONNECTIONS_MAX)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
-                Box::pin(async move { session_setup(conn, backend).await })
+                let projections = projections.clone();
+                Box::pin(async move {
+                    session_setup(conn, backend).await?;
+                    match projections {
+                        Some(path) => attach_projections(conn, &path).await,
+                        None => Ok(()),
+                    }
+                })
             })
             .connect_with(options)
             .await?;
@@ -82,16 +100,11 @@ impl Db {
         if self.backend != Backend::Sqlite {
             return None;
         }
-        let path = self
-            .url
-            .trim_start_matches("sqlite://")
-            .trim_start_matches("sqlite:");
-        Some(std::path::PathBuf::from(
-            path.split('?').next().unwrap_or(path),
-        ))
+        sqlite_file(&self.url).map(std::path::PathBuf::from)
     }
 
-    /// A dedicated connection, set up like the pool's, for the single ledger writer.
+    /// A dedicated connection, set up like the pool's but without the projections (a
+    /// `BEGIN IMMEDIATE` would lock them too), for a ledger writer.
     pub async fn open_connection(&self) -> Result<AnyConnection, LedgerError> {
         let options = AnyConnectOptions::from_str(&self.url)?;
         let mut conn = options.connect().await?;
@@ -144,7 +157,7 @@ impl Db {
                 .await?;
             tx.commit().await?;
         }
-        Ok(())
+        self.ensure_projections().await
     }
 
     pub async fn close(&self) {
@@ -169,10 +182,7 @@ fn prepare_url(url: &str, backend: Backend) -> Result<String, LedgerError> {
     if backend != Backend::Sqlite {
         return Ok(url.to_string());
     }
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
-    let path = path.split('?').next().unwrap_or(path);
+    let path = sqlite_file(url).unwrap_or_default();
     if let Some(parent) = std::path::Path::new(path).parent() {
         if !parent.as_os_str().is_empty() {
             std::fs::create_dir_all(parent)
@@ -184,6 +194,28 @@ fn prepare_url(url: &str, backend: Backend) -> Result<String, LedgerError> {
     } else {
         format!("sqlite://{path}?mode=rwc")
     })
+}
+
+/// The file of a SQLite URL.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    path.split('?').next()
+}
+
+/// The projections' own file on a pooled SQLite connection (ledger/projection.rs):
+/// written without an fsync of its own, since it is rebuilt from the ledger.
+async fn attach_projections(
+    conn: &mut AnyConnection,
+    path: &std::path::Path,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("ATTACH DATABASE ? AS projections")
+        .bind(path.display().to_string())
+        .execute(&mut *conn)
+        .await?;
+    crate::ledger::db::exec(conn, "PRAGMA projections.journal_mode = WAL").await?;
+    crate::ledger::db::exec(conn, "PRAGMA projections.synchronous = NORMAL").await
 }
 
 /// Durability settings, per connection: a `00` leaves only after an fsync'd commit.

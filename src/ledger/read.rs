@@ -71,7 +71,7 @@ pub struct BatchRow {
     pub hash: String,
 }
 
-const TRANSFER_SELECT: &str = "SELECT batch_seq, idx, kind, mti, rc, approval, acquirer, terminal, stan, transmitted, rrn, \
+pub(crate) const TRANSFER_SELECT: &str = "SELECT batch_seq, idx, kind, mti, rc, approval, acquirer, terminal, stan, transmitted, rrn, \
      content_sha, card_sha, family_id, programme_id, channel, purse, amount_minor, acceptor, reference, \
      business_day, at_ms, balances FROM transfers";
 
@@ -103,28 +103,6 @@ impl Db {
              ORDER BY account_id",
         ))
         .bind(family_seq)
-        .fetch_all(&mut *conn)
-        .await?)
-    }
-
-    /// Net amount each purse paid each acquirer (debits less refunds and reversals):
-    /// the most a refund at that acquirer may return to that purse.
-    pub async fn refundable(
-        &self,
-        conn: &mut AnyConnection,
-    ) -> Result<Vec<(i64, i64, i64)>, LedgerError> {
-        Ok(sqlx::query_as(
-            // From the few acquirer accounts outwards: their entries are the card
-            // traffic, not the millions of disbursement entries.
-            "SELECT p.account_id, a.account_id, CAST(SUM(a.amount_minor) AS BIGINT) \
-             FROM accounts aa \
-             JOIN entries a ON a.account_id = aa.account_id \
-             JOIN entries p ON p.batch_seq = a.batch_seq AND p.transfer_idx = a.transfer_idx \
-                 AND p.account_id <> a.account_id \
-             JOIN accounts pa ON pa.account_id = p.account_id AND pa.kind = 'purse' \
-             WHERE aa.kind = 'acquirer' \
-             GROUP BY p.account_id, a.account_id",
-        )
         .fetch_all(&mut *conn)
         .await?)
     }
@@ -289,21 +267,6 @@ impl Db {
             format!("{TRANSFER_SELECT} WHERE at_ms >= ? AND mti <> '' ORDER BY batch_seq, idx");
         Ok(sqlx::query_as(&self.sql(&sql))
             .bind(at_ms)
-            .fetch_all(&mut *conn)
-            .await?)
-    }
-
-    /// The card's most recent transfers, newest first.
-    pub async fn card_transfers(
-        &self,
-        conn: &mut AnyConnection,
-        card_sha: &str,
-        limit: i64,
-    ) -> Result<Vec<TransferRow>, LedgerError> {
-        let sql = format!("{TRANSFER_SELECT} WHERE card_sha = ? ORDER BY at_ms DESC, batch_seq DESC, idx DESC LIMIT ?");
-        Ok(sqlx::query_as(&self.sql(&sql))
-            .bind(card_sha)
-            .bind(limit)
             .fetch_all(&mut *conn)
             .await?)
     }

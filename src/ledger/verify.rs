@@ -17,14 +17,16 @@ pub struct VerifyReport {
     pub entries: u64,
     pub accounts: u64,
     pub checkpoints: u64,
+    /// The ledger batch up to which the projections were checked.
+    pub projected: i64,
 }
 
 impl std::fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "ledger verified: {} batches, {} transfers, {} entries, {} accounts, {} checkpoints; chain intact, double entry holds, checkpoints match the entries, no purse below zero but by forced advices",
-            self.batches, self.transfers, self.entries, self.accounts, self.checkpoints
+            "ledger verified: {} batches, {} transfers, {} entries, {} accounts, {} checkpoints; chain intact, double entry holds, checkpoints match the entries, no purse below zero but by forced advices; projections match the ledger up to batch {}",
+            self.batches, self.transfers, self.entries, self.accounts, self.checkpoints, self.projected
         )
     }
 }
@@ -36,6 +38,9 @@ pub async fn verify(db: &Db) -> Result<VerifyReport, LedgerError> {
     let mut prev_hash = GENESIS_HASH.to_string();
     let mut balances: HashMap<i64, i128> = HashMap::new();
     let mut checkpoints = checkpoints_by_seq(db.checkpoint_rows(&mut conn).await?);
+    // Read before the walk: a running switch's projector may go on meanwhile.
+    let projected = db.projection_head(&mut conn).await?;
+    let mut at_projected = Projection::default();
     for (expected_seq, batch) in (1..).zip(db.batches_since(&mut conn, 0).await?) {
         let broken =
             |what: String| LedgerError::Invariant(format!("batch {}: {what}", batch.batch_seq));
@@ -67,6 +72,9 @@ pub async fn verify(db: &Db) -> Result<VerifyReport, LedgerError> {
             check_checkpoint(batch.batch_seq, &rows, &balances)?;
             report.checkpoints += 1;
         }
+        if batch.batch_seq <= projected {
+            at_projected.add(&readback);
+        }
         report.batches += 1;
         report.transfers += readback.transfers.len() as u64;
         report.entries += readback.entries.len() as u64;
@@ -93,7 +101,80 @@ pub async fn verify(db: &Db) -> Result<VerifyReport, LedgerError> {
         }
     }
     report.accounts = balances.len() as u64;
+    if projected > i64::try_from(report.batches).unwrap_or(i64::MAX) {
+        return Err(LedgerError::Invariant(format!(
+            "projections: their head is batch {projected}, the ledger ends at batch {}",
+            report.batches
+        )));
+    }
+    check_projections(db, &mut conn, projected, &at_projected).await?;
+    report.projected = projected;
     Ok(report)
+}
+
+/// What the projections must hold up to their head, from the ledger's own rows.
+#[derive(Default)]
+struct Projection {
+    card_rows: i64,
+    balances: HashMap<i64, i64>,
+}
+
+impl Projection {
+    fn add(&mut self, batch: &Batch) {
+        self.card_rows += batch
+            .transfers
+            .iter()
+            .filter(|t| !t.card_sha.is_empty())
+            .count() as i64;
+        for e in &batch.entries {
+            *self.balances.entry(e.account_id).or_insert(0) += e.amount_minor;
+        }
+    }
+}
+
+/// The projections (ledger/projection.rs) are derived data: up to their head they must
+/// hold a row for each transfer with a card and, per account, its entries' sum.
+async fn check_projections(
+    db: &Db,
+    conn: &mut sqlx::AnyConnection,
+    head: i64,
+    want: &Projection,
+) -> Result<(), LedgerError> {
+    let broken = |what: String| LedgerError::Invariant(format!("projections: {what}"));
+    let cards: (i64,) =
+        sqlx::query_as(&db.sql("SELECT COUNT(*) FROM card_history WHERE batch_seq <= ?"))
+            .bind(head)
+            .fetch_one(&mut *conn)
+            .await?;
+    if cards.0 != want.card_rows {
+        return Err(broken(format!(
+            "card history holds {} transfers up to batch {head}, the ledger {}",
+            cards.0, want.card_rows
+        )));
+    }
+    let sums: Vec<(i64, i64)> = sqlx::query_as(&db.sql(
+        "SELECT account_id, CAST(SUM(amount_minor) AS BIGINT) FROM account_history \
+         WHERE batch_seq <= ? GROUP BY account_id",
+    ))
+    .bind(head)
+    .fetch_all(&mut *conn)
+    .await?;
+    if sums.len() != want.balances.len() {
+        return Err(broken(format!(
+            "account history holds {} accounts up to batch {head}, the ledger {}",
+            sums.len(),
+            want.balances.len()
+        )));
+    }
+    for (account, sum) in sums {
+        if want.balances.get(&account) != Some(&sum) {
+            return Err(broken(format!(
+                "account {account} sums to {sum} up to batch {head}, in the ledger to {:?}",
+                want.balances.get(&account)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A purse may be below zero only because a bus validator's offline advice had to post.
