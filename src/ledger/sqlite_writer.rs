@@ -137,8 +137,8 @@ fn open(path: &PathBuf) -> rusqlite::Result<Connection> {
     // A 00 leaves only after an fsync'd commit.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    // The indexes on card and key are random-order b-trees: keep their pages in memory
-    // (negative = KiB) instead of SQLite's 2 MB default.
+    // Keep the hot tables' upper b-tree levels and the time index in memory (negative =
+    // KiB) instead of SQLite's 2 MB default.
     conn.pragma_update(None, "cache_size", -262_144)?;
     // A batch of 2,048 transfers dirties thousands of pages, past SQLite's default of
     // 1,000 WAL pages: the default copied the WAL back into the database (and fsync'd
