@@ -113,3 +113,113 @@ fn a_full_queue_answers_91_at_once_and_posts_only_what_it_approved() {
     let posted = db.scalar("SELECT COUNT(*) FROM transfers WHERE kind = 'purchase' AND rc = '00'");
     assert_eq!(posted, approved, "a 91 posts nothing");
 }
+
+/// While one batch commits the next is decided and queued (src/ledger/pipeline.rs). A
+/// failed commit under concurrent traffic: every 00 has its row, no 91 has one (the
+/// batches queued behind the failed one are refused unwritten), and service resumes.
+#[test]
+fn a_failed_commit_under_concurrent_traffic_posts_every_00_and_no_91() {
+    const POISON_MINOR: i64 = 777_700;
+    for db in backends() {
+        let cards = db.province(4);
+        db.exec(&if db.is_postgres() {
+            format!(
+                "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.amount_minor = {POISON_MINOR} THEN RAISE EXCEPTION 'injected fault'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql; \
+                 CREATE TRIGGER poison BEFORE INSERT ON transfers \
+                 FOR EACH ROW EXECUTE FUNCTION poison();"
+            )
+        } else {
+            format!(
+                "CREATE TRIGGER poison BEFORE INSERT ON transfers \
+                 WHEN NEW.amount_minor = {POISON_MINOR} \
+                 BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
+            )
+        });
+        let switch = Switch::start(&db);
+        let answers: Vec<(u32, String, bool)> = runtime().block_on(async {
+            let mut tasks = Vec::new();
+            for (n, card) in cards.iter().enumerate() {
+                let mut c = switch.client().await;
+                let card = card.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut answers = Vec::new();
+                    for i in 0..25 {
+                        let poisoned = n == 3 && i == 10;
+                        let amount = if poisoned { 7_777 } else { 1_000 };
+                        let purchase = request(&card, SHOP, "5411", "000000", amount);
+                        let a = send(&mut c, &purchase).await;
+                        answers.push((purchase.stan, rc(&a), poisoned));
+                    }
+                    answers
+                }));
+            }
+            let mut all = Vec::new();
+            for task in tasks {
+                all.extend(task.await.expect("client task"));
+            }
+            all
+        });
+        let list = |want: &str| -> String {
+            let stans: Vec<String> = answers
+                .iter()
+                .filter(|(_, rc, _)| rc == want)
+                .map(|(stan, _, _)| format!("'{stan:06}'"))
+                .collect();
+            if stans.is_empty() {
+                "''".into()
+            } else {
+                stans.join(", ")
+            }
+        };
+        let poisoned = answers.iter().find(|(_, _, p)| *p).expect("sent");
+        assert_eq!(
+            poisoned.1, "91",
+            "{}: the failed batch is answered 91",
+            db.name
+        );
+        let approved = answers.iter().filter(|(_, rc, _)| rc == "00").count() as i64;
+        for (_, rc, _) in &answers {
+            assert!(rc == "00" || rc == "91", "{}: unexpected {rc}", db.name);
+        }
+        assert_eq!(
+            db.scalar(&format!(
+                "SELECT COUNT(*) FROM transfers WHERE rc = '00' AND acquirer = '{SHOP}' AND stan IN ({})",
+                list("00")
+            )),
+            approved,
+            "{}: every 00 has its row",
+            db.name
+        );
+        assert_eq!(
+            db.scalar(&format!(
+                "SELECT COUNT(*) FROM transfers WHERE acquirer = '{SHOP}' AND stan IN ({})",
+                list("91")
+            )),
+            0,
+            "{}: no 91 has one",
+            db.name
+        );
+        db.exec(if db.is_postgres() {
+            "DROP TRIGGER poison ON transfers; DROP FUNCTION poison();"
+        } else {
+            "DROP TRIGGER poison;"
+        });
+        runtime().block_on(async {
+            let mut c = switch.client().await;
+            let mut answer = String::new();
+            for _ in 0..50 {
+                answer =
+                    rc(&send(&mut c, &request(&cards[0], SHOP, "5411", "000000", 1_000)).await);
+                if answer == "00" {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            assert_eq!(answer, "00", "{}: service resumed", db.name);
+        });
+        drop(switch);
+        db.cli_ok(&["ledger", "verify"]);
+    }
+}

@@ -424,3 +424,80 @@ fn awkward_text_is_written_and_read_back_unchanged() {
         });
     }
 }
+
+/// Pipelined commits (src/ledger/pipeline.rs): a batch decided while an earlier one was
+/// committing is refused, unwritten, when that earlier one fails; a batch of the next
+/// epoch is written.
+#[test]
+fn a_failed_pipelined_batch_takes_the_rest_of_its_epoch_with_it() {
+    use multiguna::ledger::pipeline::Pipeline;
+    use multiguna::ledger::{Batch, Db, LedgerWriter, TransferRow};
+    let poison_sqlite = "CREATE TRIGGER poison BEFORE INSERT ON transfers \
+        WHEN NEW.acceptor = 'poison' BEGIN SELECT RAISE(ABORT, 'injected fault'); END;";
+    let poison_postgres = "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
+        IF NEW.acceptor = 'poison' THEN RAISE EXCEPTION 'injected fault'; END IF; \
+        RETURN NEW; END $$ LANGUAGE plpgsql; \
+        CREATE TRIGGER poison BEFORE INSERT ON transfers \
+        FOR EACH ROW EXECUTE FUNCTION poison();";
+    let batch = |acceptor: &str| {
+        let mut batch = Batch::default();
+        let row = TransferRow {
+            kind: "test".into(),
+            acceptor: acceptor.into(),
+            at_ms: 1_795_400_000_000,
+            ..TransferRow::default()
+        };
+        batch.push(row, &[(1, -100), (2, 100)]);
+        batch
+    };
+    for db in backends() {
+        runtime().block_on(async {
+            let ledger = Db::connect(&db.url).await.expect("connect");
+            ledger.migrate().await.expect("migrate");
+            sqlx::raw_sql(if db.is_postgres() {
+                poison_postgres
+            } else {
+                poison_sqlite
+            })
+            .execute(&ledger.pool)
+            .await
+            .expect("trigger");
+            let pipeline = Pipeline::start(LedgerWriter::new(ledger.clone(), "test"));
+            // Both queued before either is answered: the second was decided on the
+            // first's effects.
+            let first = pipeline.submit(batch("poison"), 1, 0);
+            let second = pipeline.submit(batch("after"), 2, 0);
+            let first = first.await.expect("answer");
+            let second = second.await.expect("answer");
+            let err = first.result.expect_err("the poisoned batch fails");
+            assert!(
+                err.to_string().contains("injected fault"),
+                "{}: {err}",
+                db.name
+            );
+            let err = second.result.expect_err("refused");
+            assert!(
+                err.to_string().contains("not written"),
+                "{}: {err}",
+                db.name
+            );
+            assert_eq!(second.batch.transfers.len(), 1, "the batch comes back");
+            let written = || async {
+                let row: (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM transfers WHERE kind = 'test'")
+                        .fetch_one(&ledger.pool)
+                        .await
+                        .expect("count");
+                row.0
+            };
+            assert_eq!(written().await, 0, "{}: nothing of either", db.name);
+            // Still epoch 0: refused. The next epoch: written.
+            let stale = pipeline.submit(batch("late"), 3, 0).await.expect("answer");
+            assert!(stale.result.is_err(), "{}", db.name);
+            let next = pipeline.submit(batch("next"), 4, 1).await.expect("answer");
+            next.result.expect("the next epoch commits");
+            assert_eq!(written().await, 1, "{}", db.name);
+            ledger.close().await;
+        });
+    }
+}

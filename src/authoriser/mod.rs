@@ -1,7 +1,8 @@
 //! The authoriser: one task owns every balance, counter and recent decision, takes
 //! requests in batches from a bounded queue, decides them one after another, commits the
 //! batch as one database transaction, and only then releases the responses
-//! (design.md; the TigerBeetle / LMAX shape).
+//! (design.md; the TigerBeetle / LMAX shape). While a batch commits the next one is
+//! decided and queued behind it (ledger/pipeline.rs), at most `IN_FLIGHT_MAX` of them.
 
 pub mod core;
 mod journal;
@@ -27,6 +28,7 @@ pub use self::state::State;
 use crate::domain::request::Request;
 use crate::domain::response::{Response, ResponseCode};
 use crate::domain::time::TimestampMs;
+use crate::ledger::pipeline::{Done, Pipeline, IN_FLIGHT_MAX};
 use crate::ledger::{Batch, Db, LedgerError, LedgerWriter};
 use crate::policy::Policy;
 
@@ -98,7 +100,10 @@ pub async fn start(
     });
     let task = Authoriser {
         core: Core::new(policy, state),
-        writer: LedgerWriter::new(db.clone(), "switch"),
+        pipeline: Pipeline::start(LedgerWriter::new(db.clone(), "switch")),
+        in_flight: std::collections::VecDeque::with_capacity(IN_FLIGHT_MAX),
+        epoch: 0,
+        spare: Vec::with_capacity(IN_FLIGHT_MAX),
         db,
         rx,
         health: Arc::clone(&health),
@@ -112,9 +117,25 @@ pub async fn start(
     Ok((AuthoriserHandle { tx, health }, join))
 }
 
+/// A decided batch at the writer, and the answers that wait for it.
+struct InFlight {
+    /// `None` when the batch had no rows (everything answered 91 while stale): its
+    /// answers still go out in order, after those before them.
+    done: Option<oneshot::Receiver<Done>>,
+    replies: Vec<(oneshot::Sender<Response>, Response)>,
+    /// Ledger rows it carries.
+    rows: usize,
+}
+
 struct Authoriser {
     core: Core,
-    writer: LedgerWriter,
+    pipeline: Pipeline,
+    /// Oldest first; at most `IN_FLIGHT_MAX`.
+    in_flight: std::collections::VecDeque<InFlight>,
+    /// Raised when a commit fails: the writer refuses what remains of the old one.
+    epoch: u64,
+    /// Batch buffers back from the writer, for reuse.
+    spare: Vec<Batch>,
     db: Db,
     rx: mpsc::Receiver<Job>,
     health: Arc<Health>,
@@ -151,7 +172,15 @@ impl Authoriser {
         loop {
             tokio::select! {
                 biased;
-                received = self.rx.recv_many(&mut jobs, config.batch_size_max) => {
+                done = Self::oldest_done(&mut self.in_flight), if !self.in_flight.is_empty() => {
+                    self.complete(done);
+                    if self.stale {
+                        self.poll_rebuild(true).await;
+                    }
+                }
+                received = self.rx.recv_many(&mut jobs, config.batch_size_max),
+                    if self.in_flight.len() < IN_FLIGHT_MAX =>
+                {
                     if received == 0 {
                         break;
                     }
@@ -172,12 +201,18 @@ impl Authoriser {
                     }
                     self.forget_decisions();
                     // Holds expire even when no traffic comes.
-                    self.process(&mut jobs).await;
+                    if self.in_flight.len() < IN_FLIGHT_MAX {
+                        self.process(&mut jobs).await;
+                    }
                 }
             }
         }
         if let Some(task) = sync_read {
             task.abort();
+        }
+        while !self.in_flight.is_empty() {
+            let done = Self::oldest_done(&mut self.in_flight).await;
+            self.complete(done);
         }
         // A clean stop leaves a checkpoint, so the next start reads less: after the one
         // running, if any (it would be cancelled with the runtime). Bounded, so a stop
@@ -219,7 +254,9 @@ impl Authoriser {
                 }
             }
         }
-        if start && self.stale && self.rebuild.is_none() {
+        // Not while a batch is in flight: the state to rebuild is the ledger once the
+        // writer has refused what remains of the failed epoch.
+        if start && self.stale && self.rebuild.is_none() && self.in_flight.is_empty() {
             let (db, policy) = (self.db.clone(), Arc::clone(&self.core.policy));
             self.rebuild = Some(tokio::spawn(async move {
                 State::load(&db, &policy, TimestampMs::now()).await
@@ -276,22 +313,67 @@ impl Authoriser {
             };
             replies.push((job.reply, response));
         }
-        if !self.batch.is_empty() {
-            let started = std::time::Instant::now();
-            let committed = self.writer.commit(&mut self.batch, now.0).await;
-            let rows = self.batch.transfers.len();
-            crate::admin::metrics::ledger_commit(started.elapsed(), rows, committed.is_ok());
-            if let Err(err) = committed {
-                tracing::error!(error = %err, rows = self.batch.transfers.len(), "ledger commit failed: batch answered 91");
-                self.health.ledger_writable.store(false, Ordering::Relaxed);
-                self.stale = true;
-                for (_, response) in replies.iter_mut() {
-                    *response = Response::declined(ResponseCode::LedgerUnavailable);
+        let rows = self.batch.transfers.len();
+        if self.batch.is_empty() && replies.is_empty() {
+            return;
+        }
+        let done = (!self.batch.is_empty()).then(|| {
+            let next = self.spare.pop().unwrap_or_default();
+            let batch = std::mem::replace(&mut self.batch, next);
+            self.pipeline.submit(batch, now.0, self.epoch)
+        });
+        self.in_flight.push_back(InFlight {
+            done,
+            replies,
+            rows,
+        });
+    }
+
+    /// The oldest batch in flight, once the writer is done with it.
+    async fn oldest_done(
+        in_flight: &mut std::collections::VecDeque<InFlight>,
+    ) -> Option<Result<Done, oneshot::error::RecvError>> {
+        match in_flight.front_mut().and_then(|f| f.done.as_mut()) {
+            Some(done) => Some(done.await),
+            None => None,
+        }
+    }
+
+    /// Answers the oldest batch in flight: as decided when it is durable; 91 when it
+    /// failed or was refused, and then the state is stale until rebuilt (once nothing
+    /// is in flight: the writer refuses the rest of the failed epoch meanwhile).
+    fn complete(&mut self, done: Option<Result<Done, oneshot::error::RecvError>>) {
+        let Some(flight) = self.in_flight.pop_front() else {
+            return;
+        };
+        let InFlight {
+            mut replies, rows, ..
+        } = flight;
+        let failed = match done {
+            None => None,
+            Some(Ok(done)) => {
+                crate::admin::metrics::ledger_commit(done.elapsed, rows, done.result.is_ok());
+                let mut batch = done.batch;
+                batch.clear();
+                if self.spare.len() < IN_FLIGHT_MAX {
+                    self.spare.push(batch);
                 }
-                self.poll_rebuild(true).await;
-            } else {
-                self.health.ledger_writable.store(true, Ordering::Relaxed);
+                done.result.err()
             }
+            Some(Err(_)) => Some(LedgerError::Invariant("the ledger writer stopped".into())),
+        };
+        if let Some(err) = failed {
+            tracing::error!(error = %err, rows, "ledger commit failed: batch answered 91");
+            self.health.ledger_writable.store(false, Ordering::Relaxed);
+            if !self.stale {
+                self.stale = true;
+                self.epoch += 1;
+            }
+            for (_, response) in replies.iter_mut() {
+                *response = Response::declined(ResponseCode::LedgerUnavailable);
+            }
+        } else if rows > 0 {
+            self.health.ledger_writable.store(true, Ordering::Relaxed);
         }
         for (reply, response) in replies {
             // The peer may have gone; its rows are committed either way.

@@ -9,6 +9,7 @@ pub mod bulk;
 pub mod chain;
 pub mod checkpoint;
 pub mod db;
+pub mod pipeline;
 pub mod projection;
 pub mod read;
 pub mod registry;

@@ -5,11 +5,13 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc;
+use std::time::Instant;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::chain::{batch_hash, GENESIS_HASH};
+use super::pipeline::{Done, FailedEpoch};
 use super::rows::Batch;
 use super::writer::Committed;
 use super::LedgerError;
@@ -19,7 +21,10 @@ struct Work {
     batch: Batch,
     source: &'static str,
     now_ms: i64,
-    reply: oneshot::Sender<(Batch, Result<Committed, LedgerError>)>,
+    /// Pipelined batches (ledger/pipeline.rs) carry their epoch: after one fails, the
+    /// rest of its epoch are refused unwritten. `None`: a lone commit, never refused.
+    epoch: Option<u64>,
+    reply: oneshot::Sender<Done>,
 }
 
 pub struct SqliteWriter {
@@ -54,30 +59,50 @@ impl SqliteWriter {
         source: &'static str,
         now_ms: i64,
     ) -> Result<Committed, LedgerError> {
+        let done = self
+            .submit(std::mem::take(batch), source, now_ms, None)
+            .await
+            .map_err(|_| LedgerError::Invariant("the SQLite writer thread stopped".into()))?;
+        *batch = done.batch;
+        done.result
+    }
+
+    /// Queues `batch` behind those already queued; the answer comes when it is written
+    /// (or refused: see `Work::epoch`).
+    pub fn submit(
+        &self,
+        batch: Batch,
+        source: &'static str,
+        now_ms: i64,
+        epoch: Option<u64>,
+    ) -> oneshot::Receiver<Done> {
         let (reply, answer) = oneshot::channel();
         let work = Work {
-            batch: std::mem::take(batch),
+            batch,
             source,
             now_ms,
+            epoch,
             reply,
         };
         if let Err(mpsc::SendError(work)) = self.tx.send(work) {
-            *batch = work.batch;
-            return Err(LedgerError::Invariant(
-                "the SQLite writer thread is gone".into(),
+            let _ = work.reply.send(Done::unwritten(
+                work.batch,
+                LedgerError::Invariant("the SQLite writer thread is gone".into()),
             ));
         }
-        let (returned, result) = answer
-            .await
-            .map_err(|_| LedgerError::Invariant("the SQLite writer thread stopped".into()))?;
-        *batch = returned;
-        result
+        answer
     }
 }
 
 fn run(path: PathBuf, rx: mpsc::Receiver<Work>, wal: mpsc::SyncSender<()>) {
     let mut conn: Option<Connection> = None;
+    let mut failed = FailedEpoch::default();
     for work in rx {
+        if let Some(refused) = failed.refuses(work.epoch) {
+            let _ = work.reply.send(Done::unwritten(work.batch, refused));
+            continue;
+        }
+        let started = Instant::now();
         if conn.is_none() {
             conn = open(&path)
                 .map_err(|e| tracing::error!(error = %e, "SQLite ledger open failed"))
@@ -92,10 +117,15 @@ fn run(path: PathBuf, rx: mpsc::Receiver<Work>, wal: mpsc::SyncSender<()>) {
         if result.is_err() {
             // The next batch starts from a fresh connection (the file may be back).
             conn = None;
+            failed.record(work.epoch);
         } else {
             let _ = wal.try_send(());
         }
-        let _ = work.reply.send((work.batch, result));
+        let _ = work.reply.send(Done {
+            batch: work.batch,
+            result,
+            elapsed: started.elapsed(),
+        });
     }
 }
 
