@@ -1,8 +1,9 @@
 //! The authoriser: one task owns every balance, counter and recent decision, takes
 //! requests in batches from a bounded queue, decides them one after another, commits the
 //! batch as one database transaction, and only then releases the responses
-//! (design.md; the TigerBeetle / LMAX shape). While a batch commits the next one is
-//! decided and queued behind it (ledger/pipeline.rs), at most `IN_FLIGHT_MAX` of them.
+//! (design.md; the TigerBeetle / LMAX shape). While a batch commits, the requests that
+//! arrive are decided into the next one, which goes to the writer the moment it is free
+//! (ledger/pipeline.rs).
 
 pub mod core;
 mod journal;
@@ -28,7 +29,7 @@ pub use self::state::State;
 use crate::domain::request::Request;
 use crate::domain::response::{Response, ResponseCode};
 use crate::domain::time::TimestampMs;
-use crate::ledger::pipeline::{Done, Pipeline, IN_FLIGHT_MAX};
+use crate::ledger::pipeline::{Done, Pipeline};
 use crate::ledger::{Batch, Db, LedgerError, LedgerWriter};
 use crate::policy::Policy;
 
@@ -101,9 +102,10 @@ pub async fn start(
     let task = Authoriser {
         core: Core::new(policy, state),
         pipeline: Pipeline::start(LedgerWriter::new(db.clone(), "switch")),
-        in_flight: std::collections::VecDeque::with_capacity(IN_FLIGHT_MAX),
+        in_flight: None,
+        open: Vec::new(),
         epoch: 0,
-        spare: Vec::with_capacity(IN_FLIGHT_MAX),
+        spare: None,
         db,
         rx,
         health: Arc::clone(&health),
@@ -117,12 +119,12 @@ pub async fn start(
     Ok((AuthoriserHandle { tx, health }, join))
 }
 
-/// A decided batch at the writer, and the answers that wait for it.
+type Reply = (oneshot::Sender<Response>, Response);
+
+/// The batch at the writer, and the answers that wait for it.
 struct InFlight {
-    /// `None` when the batch had no rows (everything answered 91 while stale): its
-    /// answers still go out in order, after those before them.
-    done: Option<oneshot::Receiver<Done>>,
-    replies: Vec<(oneshot::Sender<Response>, Response)>,
+    done: oneshot::Receiver<Done>,
+    replies: Vec<Reply>,
     /// Ledger rows it carries.
     rows: usize,
 }
@@ -130,12 +132,17 @@ struct InFlight {
 struct Authoriser {
     core: Core,
     pipeline: Pipeline,
-    /// Oldest first; at most `IN_FLIGHT_MAX`.
-    in_flight: std::collections::VecDeque<InFlight>,
+    /// The batch committing. One at a time: a second queued behind it would leave
+    /// with the few requests that came meanwhile, and more, smaller commits cost more
+    /// than the wait (docs/performance.md).
+    in_flight: Option<InFlight>,
+    /// The answers of `batch`, the open batch: decided while `in_flight` commits, held
+    /// until their own batch is durable.
+    open: Vec<Reply>,
     /// Raised when a commit fails: the writer refuses what remains of the old one.
     epoch: u64,
-    /// Batch buffers back from the writer, for reuse.
-    spare: Vec<Batch>,
+    /// A batch buffer back from the writer, for reuse.
+    spare: Option<Batch>,
     db: Db,
     rx: mpsc::Receiver<Job>,
     health: Arc<Health>,
@@ -172,14 +179,16 @@ impl Authoriser {
         loop {
             tokio::select! {
                 biased;
-                done = Self::oldest_done(&mut self.in_flight), if !self.in_flight.is_empty() => {
+                done = async { (&mut self.in_flight.as_mut().expect("guarded").done).await },
+                    if self.in_flight.is_some() =>
+                {
                     self.complete(done);
                     if self.stale {
                         self.poll_rebuild(true).await;
                     }
                 }
-                received = self.rx.recv_many(&mut jobs, config.batch_size_max),
-                    if self.in_flight.len() < IN_FLIGHT_MAX =>
+                received = self.rx.recv_many(&mut jobs, config.batch_size_max - self.open.len()),
+                    if self.open.len() < config.batch_size_max =>
                 {
                     if received == 0 {
                         break;
@@ -201,17 +210,16 @@ impl Authoriser {
                     }
                     self.forget_decisions();
                     // Holds expire even when no traffic comes.
-                    if self.in_flight.len() < IN_FLIGHT_MAX {
-                        self.process(&mut jobs).await;
-                    }
+                    self.process(&mut jobs).await;
                 }
             }
         }
         if let Some(task) = sync_read {
             task.abort();
         }
-        while !self.in_flight.is_empty() {
-            let done = Self::oldest_done(&mut self.in_flight).await;
+        // The batch committing, then the open one (sent when the first is done).
+        while let Some(flight) = self.in_flight.as_mut() {
+            let done = (&mut flight.done).await;
             self.complete(done);
         }
         // A clean stop leaves a checkpoint, so the next start reads less: after the one
@@ -256,7 +264,7 @@ impl Authoriser {
         }
         // Not while a batch is in flight: the state to rebuild is the ledger once the
         // writer has refused what remains of the failed epoch.
-        if start && self.stale && self.rebuild.is_none() && self.in_flight.is_empty() {
+        if start && self.stale && self.rebuild.is_none() && self.in_flight.is_none() {
             let (db, policy) = (self.db.clone(), Arc::clone(&self.core.policy));
             self.rebuild = Some(tokio::spawn(async move {
                 State::load(&db, &policy, TimestampMs::now()).await
@@ -299,85 +307,84 @@ impl Authoriser {
             // Only takes a finished rebuild; never waits for one.
             self.poll_rebuild(false).await;
         }
-        let now = TimestampMs::now();
-        self.batch.clear();
-        if !self.stale {
-            self.core.expire_holds(now, &mut self.batch);
-        }
-        let mut replies = Vec::with_capacity(jobs.len());
-        for job in jobs.drain(..) {
-            let response = if self.stale {
-                Response::declined(ResponseCode::LedgerUnavailable)
-            } else {
-                self.core.handle(&job.request, now, &mut self.batch)
-            };
-            replies.push((job.reply, response));
-        }
-        let rows = self.batch.transfers.len();
-        if self.batch.is_empty() && replies.is_empty() {
+        if self.stale {
+            for job in jobs.drain(..) {
+                let _ = job
+                    .reply
+                    .send(Response::declined(ResponseCode::LedgerUnavailable));
+            }
             return;
         }
-        let done = (!self.batch.is_empty()).then(|| {
-            let next = self.spare.pop().unwrap_or_default();
-            let batch = std::mem::replace(&mut self.batch, next);
-            self.pipeline.submit(batch, now.0, self.epoch)
-        });
-        self.in_flight.push_back(InFlight {
-            done,
-            replies,
+        let now = TimestampMs::now();
+        self.core.expire_holds(now, &mut self.batch);
+        for job in jobs.drain(..) {
+            let response = self.core.handle(&job.request, now, &mut self.batch);
+            self.open.push((job.reply, response));
+        }
+        self.submit_if_idle(now);
+    }
+
+    /// Hands the open batch to the writer when nothing is committing.
+    fn submit_if_idle(&mut self, now: TimestampMs) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        if self.batch.is_empty() {
+            // Nothing to write (and nothing committing that they could depend on).
+            for (reply, response) in self.open.drain(..) {
+                let _ = reply.send(response);
+            }
+            return;
+        }
+        let rows = self.batch.transfers.len();
+        let batch = std::mem::replace(&mut self.batch, self.spare.take().unwrap_or_default());
+        self.in_flight = Some(InFlight {
+            done: self.pipeline.submit(batch, now.0, self.epoch),
+            replies: std::mem::take(&mut self.open),
             rows,
         });
     }
 
-    /// The oldest batch in flight, once the writer is done with it.
-    async fn oldest_done(
-        in_flight: &mut std::collections::VecDeque<InFlight>,
-    ) -> Option<Result<Done, oneshot::error::RecvError>> {
-        match in_flight.front_mut().and_then(|f| f.done.as_mut()) {
-            Some(done) => Some(done.await),
-            None => None,
-        }
-    }
-
-    /// Answers the oldest batch in flight: as decided when it is durable; 91 when it
-    /// failed or was refused, and then the state is stale until rebuilt (once nothing
-    /// is in flight: the writer refuses the rest of the failed epoch meanwhile).
-    fn complete(&mut self, done: Option<Result<Done, oneshot::error::RecvError>>) {
-        let Some(flight) = self.in_flight.pop_front() else {
+    /// Answers the batch that was committing: as decided when it is durable; 91 when it
+    /// failed, and then the open batch too (decided on its effects), and the state is
+    /// stale until rebuilt. Otherwise the open batch goes to the writer.
+    fn complete(&mut self, done: Result<Done, oneshot::error::RecvError>) {
+        let Some(InFlight {
+            mut replies, rows, ..
+        }) = self.in_flight.take()
+        else {
             return;
         };
-        let InFlight {
-            mut replies, rows, ..
-        } = flight;
         let failed = match done {
-            None => None,
-            Some(Ok(done)) => {
+            Ok(done) => {
                 crate::admin::metrics::ledger_commit(done.elapsed, rows, done.result.is_ok());
                 let mut batch = done.batch;
                 batch.clear();
-                if self.spare.len() < IN_FLIGHT_MAX {
-                    self.spare.push(batch);
-                }
+                self.spare = Some(batch);
                 done.result.err()
             }
-            Some(Err(_)) => Some(LedgerError::Invariant("the ledger writer stopped".into())),
+            Err(_) => Some(LedgerError::Invariant("the ledger writer stopped".into())),
         };
-        if let Some(err) = failed {
-            tracing::error!(error = %err, rows, "ledger commit failed: batch answered 91");
-            self.health.ledger_writable.store(false, Ordering::Relaxed);
-            if !self.stale {
+        match failed {
+            Some(err) => {
+                tracing::error!(error = %err, rows, "ledger commit failed: batch answered 91");
+                self.health.ledger_writable.store(false, Ordering::Relaxed);
                 self.stale = true;
                 self.epoch += 1;
+                replies.append(&mut self.open);
+                self.batch.clear();
+                for (_, response) in replies.iter_mut() {
+                    *response = Response::declined(ResponseCode::LedgerUnavailable);
+                }
             }
-            for (_, response) in replies.iter_mut() {
-                *response = Response::declined(ResponseCode::LedgerUnavailable);
-            }
-        } else if rows > 0 {
-            self.health.ledger_writable.store(true, Ordering::Relaxed);
+            None => self.health.ledger_writable.store(true, Ordering::Relaxed),
         }
         for (reply, response) in replies {
             // The peer may have gone; its rows are committed either way.
             let _ = reply.send(response);
+        }
+        if !self.stale {
+            self.submit_if_idle(TimestampMs::now());
         }
     }
 
