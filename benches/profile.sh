@@ -34,6 +34,6 @@ echo "multiguna profile: $(git describe --always --dirty 2>/dev/null || echo '?'
 echo "throughput: $(mg_json "$WORK/switch.json" "r['throughput_per_s']") req/s"
 echo "switch CPU over the $((DURATION - 4)) s recorded: $(awk -v a="$switch_before" -v b="$switch_after" 'BEGIN { print b - a }') s; load generator, whole run: $loadgen_cpu s"
 echo "-- switch samples by thread"
-perf report -i "$WORK/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
+perf report -i "$WORK/perf.data" --no-children --sort comm --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
 echo "-- switch top functions"
 perf report -i "$WORK/perf.data" --no-children --sort comm,sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -30

@@ -379,12 +379,14 @@ impl Authoriser {
             }
             None => self.health.ledger_writable.store(true, Ordering::Relaxed),
         }
+        // The open batch to the writer first: it waits for nothing but this, and every
+        // answer below wakes a connection task that competes for the same two cores.
+        if !self.stale {
+            self.submit_if_idle(TimestampMs::now());
+        }
         for (reply, response) in replies {
             // The peer may have gone; its rows are committed either way.
             let _ = reply.send(response);
-        }
-        if !self.stale {
-            self.submit_if_idle(TimestampMs::now());
         }
     }
 
