@@ -1,13 +1,14 @@
-//! The ledger writer as a queue, so the authoriser decides batch N+1 while batch N
-//! commits: the single writer goes from one commit straight to the next instead of
-//! waiting, each time, for the answers to go out and the next batch to be decided
-//! (it idled 30-40% of a closed loop, docs/performance.md).
+//! The ledger writer as a queue, so deciding and committing overlap: while batch N
+//! commits, the authoriser decides the requests that arrive into batch N+1 and hands
+//! it over the moment N is done (authoriser/mod.rs keeps one batch here and one open;
+//! two queued here made each batch smaller and the commits more, docs/performance.md).
 //!
-//! Batch N+1 is decided on a state that already holds N's effects, so if N fails N+1
-//! must not be written. Every batch carries the authoriser's epoch; after a failure the
-//! writer refuses, unwritten, every later batch of the failed one's epoch. The
-//! authoriser answers those 91 too, moves to the next epoch, and rebuilds its state from
-//! the ledger once nothing is in flight (authoriser/mod.rs).
+//! A batch decided while another commits holds that one's effects, so if the first
+//! fails the second must not be written. The authoriser answers its open batch 91 when
+//! the one before fails; for batches already queued here, every batch carries the
+//! authoriser's epoch and, after a failure, the writer refuses unwritten every later
+//! batch of the failed one's epoch. The authoriser moves to the next epoch and rebuilds
+//! its state from the ledger once nothing is in flight.
 
 use std::time::{Duration, Instant};
 
@@ -18,8 +19,7 @@ use super::sqlite_writer::SqliteWriter;
 use super::writer::{Committed, LedgerWriter};
 use super::LedgerError;
 
-/// Batches queued at the writer at most: the one committing and the next. More would
-/// only lengthen every answer's wait; the authoriser holds the rest in its queue.
+/// Batches queued at the writer at most: the one committing and the next.
 pub const IN_FLIGHT_MAX: usize = 2;
 
 /// A batch back from the writer, written or not.
