@@ -108,12 +108,15 @@ impl Db {
         let mut conn = self.pool.acquire().await?;
         exec(&mut conn, "BEGIN").await?;
         let stepped = self.project_step_in(&mut conn).await;
-        match &stepped {
-            Ok(_) => exec(&mut conn, "COMMIT").await?,
-            Err(_) => {
-                let _ = exec(&mut conn, "ROLLBACK").await;
-            }
+        let committed = match &stepped {
+            Ok(_) => exec(&mut conn, "COMMIT").await,
+            Err(_) => Ok(()),
+        };
+        if stepped.is_err() || committed.is_err() {
+            // The connection goes back to the pool: never inside a transaction.
+            let _ = exec(&mut conn, "ROLLBACK").await;
         }
+        committed?;
         stepped
     }
 
