@@ -23,16 +23,28 @@ const ROWS_PER_STATEMENT_MAX: usize = 1_000;
 /// An arbitrary constant that names the ledger's advisory lock on PostgreSQL.
 const PG_LEDGER_LOCK: i64 = 8_583_001;
 
-/// The longest a PostgreSQL connect or commit may take before the batch is answered
-/// 91. Generous against fsync stalls; short against a terminal's timeout.
+/// The longest a PostgreSQL connect or commit of a switch batch may take before the
+/// batch is answered 91. Generous against fsync stalls; short against a terminal's
+/// timeout.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Added to the bound for each transfer of the batch: a tranche of hundreds of
+/// thousands of lines (one batch) takes far longer than 2 s to write, and failed with
+/// the switch's bound (found loading 100,000 families on PostgreSQL). 200 µs a
+/// transfer is about ten times what a bulk insert takes here (docs/performance.md).
+const COMMIT_TIMEOUT_PER_TRANSFER: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// The bound on connecting, writing and committing a batch of `transfers` rows.
+fn commit_timeout(transfers: usize) -> std::time::Duration {
+    let transfers = u32::try_from(transfers).unwrap_or(u32::MAX);
+    COMMIT_TIMEOUT.saturating_add(COMMIT_TIMEOUT_PER_TRANSFER.saturating_mul(transfers))
+}
 
 /// How long the writer may spend finding out whether a commit whose answer was lost went
 /// through (fencing the old session, then reading the batch back).
 const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
-fn timed_out(what: &str) -> LedgerError {
-    LedgerError::Invariant(format!("ledger {what} took longer than {COMMIT_TIMEOUT:?}"))
+fn timed_out(what: &str, bound: std::time::Duration) -> LedgerError {
+    LedgerError::Invariant(format!("ledger {what} took longer than {bound:?}"))
 }
 
 /// Where a committed batch landed.
@@ -99,10 +111,11 @@ impl LedgerWriter {
         if let Some(sqlite) = self.sqlite.as_ref() {
             return sqlite.commit(batch, self.source, now_ms).await;
         }
-        let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
+        let bound = commit_timeout(batch.transfers.len());
+        let deadline = tokio::time::Instant::now() + bound;
         if self.conn.is_none() {
             let opened = tokio::time::timeout_at(deadline, open_with_pid(&self.db)).await;
-            let (conn, pid) = opened.map_err(|_| timed_out("connect"))??;
+            let (conn, pid) = opened.map_err(|_| timed_out("connect", bound))??;
             (self.conn, self.pid) = (Some(conn), pid);
         }
         let Some(conn) = self.conn.as_mut() else {
@@ -117,7 +130,7 @@ impl LedgerWriter {
             write_batch(&self.db, conn, batch, self.source, now_ms),
         )
         .await;
-        let committed = match written.unwrap_or_else(|_| Err(timed_out("write"))) {
+        let committed = match written.unwrap_or_else(|_| Err(timed_out("write", bound))) {
             Ok(committed) => committed,
             Err(err) => {
                 self.conn = None;
@@ -137,7 +150,7 @@ impl LedgerWriter {
             // SQLite through sqlx (the benches' baseline): a local error is an answer.
             None => Err(match answered {
                 Ok(Err(err)) => err.into(),
-                _ => timed_out("commit"),
+                _ => timed_out("commit", bound),
             }),
         }
     }
@@ -469,4 +482,20 @@ fn pg_array<T>(values: impl Iterator<Item = T>, element: impl Fn(&mut String, T)
     }
     out.push('}');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_switch_batch_keeps_the_short_bound_and_a_tranche_gets_time_by_its_size() {
+        assert_eq!(commit_timeout(0), COMMIT_TIMEOUT);
+        // A full switch batch: still about the terminal-friendly 2 s.
+        assert!(commit_timeout(2_048) < std::time::Duration::from_millis(2_500));
+        // A province's tranche of 500,000 lines: well past 2 s.
+        assert_eq!(commit_timeout(500_000), std::time::Duration::from_secs(102));
+        // No overflow, whatever the size.
+        assert!(commit_timeout(usize::MAX) > std::time::Duration::from_secs(800_000));
+    }
 }
