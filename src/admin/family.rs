@@ -128,18 +128,14 @@ async fn purse_balances(
     family_id: &str,
 ) -> Result<HashMap<String, i64>, LedgerError> {
     let mut conn = db.pool.acquire().await?;
-    let accounts: Vec<(String, i64)> = sqlx::query_as(&db.sql(
-        "SELECT purse, account_id FROM accounts WHERE kind = 'purse' AND programme_id = ? AND owner = ?",
-    ))
-    .bind(programme_id.to_string())
-    .bind(family_id.to_string())
-    .fetch_all(&mut *conn)
-    .await?;
-    let ids: Vec<i64> = accounts.iter().map(|(_, id)| *id).collect();
+    let accounts = db
+        .purse_accounts(&mut conn, programme_id, Some(&[family_id]))
+        .await?;
+    let ids: Vec<i64> = accounts.iter().map(|(_, _, id)| *id).collect();
     let balances = db.account_balances(&mut conn, &ids).await?;
     Ok(accounts
         .into_iter()
-        .map(|(purse, id)| (purse, balances.get(&id).copied().unwrap_or(0)))
+        .map(|(_, purse, id)| (purse, balances.get(&id).copied().unwrap_or(0)))
         .collect())
 }
 

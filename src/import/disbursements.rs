@@ -144,27 +144,20 @@ impl Known {
         let mut families: Vec<&str> = lines.iter().map(|l| l.family_id.as_str()).collect();
         families.sort_unstable();
         families.dedup();
-        // A few families: their accounts and balances in one statement. A tranche: the
-        // programme's tables once.
-        let (purse_accounts, balances): (Vec<_>, Vec<_>) = if families.len()
-            <= FAMILIES_LOOKED_UP_MAX
-        {
-            db.purses_of_families(&mut conn, programme_id, &families)
+        // A few families: their accounts, and the balances of those. A tranche: the
+        // programme's accounts, and every balance from the last checkpoint.
+        let few = families.len() <= FAMILIES_LOOKED_UP_MAX;
+        let purse_accounts = db
+            .purse_accounts(&mut conn, programme_id, few.then_some(families.as_slice()))
+            .await?;
+        let balances: Vec<(i64, i64)> = if few {
+            let ids: Vec<i64> = purse_accounts.iter().map(|(_, _, id)| *id).collect();
+            db.account_balances(&mut conn, &ids)
                 .await?
                 .into_iter()
-                .map(|(family, purse, account, balance)| {
-                    ((family, purse, account), (account, balance))
-                })
-                .unzip()
+                .collect()
         } else {
-            let accounts: Vec<(String, String, i64)> = sqlx::query_as(&db.sql(
-                    "SELECT owner, purse, account_id FROM accounts WHERE kind = 'purse' AND programme_id = ?",
-                ))
-                .bind(programme_id.to_string())
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(err)?;
-            (accounts, db.balances_from_checkpoint(&mut conn).await?)
+            db.balances_from_checkpoint(&mut conn).await?
         };
         let mut posted = HashMap::new();
         let mut refs: Vec<&str> = lines.iter().map(|l| l.batch_ref.as_str()).collect();

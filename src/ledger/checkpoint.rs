@@ -161,39 +161,6 @@ impl Db {
         Ok(balances.into_iter().collect())
     }
 
-    /// The purse accounts of a few families of a programme with their balances (all
-    /// their entries: ledger/projection.rs): rows of (family, purse, account, balance).
-    pub async fn purses_of_families(
-        &self,
-        conn: &mut AnyConnection,
-        programme_id: &str,
-        families: &[&str],
-    ) -> Result<Vec<(String, String, i64, i64)>, LedgerError> {
-        if families.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT owner, purse, account_id FROM accounts \
-             WHERE kind = 'purse' AND programme_id = ? AND owner IN ({})",
-            vec!["?"; families.len()].join(", ")
-        );
-        let sql = self.sql(&sql);
-        let mut query = sqlx::query_as::<_, (String, String, i64)>(&sql).bind(programme_id);
-        for family in families {
-            query = query.bind(*family);
-        }
-        let accounts = query.fetch_all(&mut *conn).await?;
-        let ids: Vec<i64> = accounts.iter().map(|(_, _, id)| *id).collect();
-        let balances = self.account_balances(conn, &ids).await?;
-        Ok(accounts
-            .into_iter()
-            .map(|(family, purse, id)| {
-                let balance = balances.get(&id).copied().unwrap_or(0);
-                (family, purse, id, balance)
-            })
-            .collect())
-    }
-
     /// All checkpoint rows, by checkpoint, for `ledger verify`.
     pub async fn checkpoint_rows(
         &self,

@@ -84,6 +84,34 @@ impl Db {
         .await?)
     }
 
+    /// The purse accounts of a programme as (family, purse, account): of the families
+    /// named (one statement, a parameter each), or of every family.
+    pub async fn purse_accounts(
+        &self,
+        conn: &mut AnyConnection,
+        programme_id: &str,
+        families: Option<&[&str]>,
+    ) -> Result<Vec<(String, String, i64)>, LedgerError> {
+        let mut sql = String::from(
+            "SELECT owner, purse, account_id FROM accounts WHERE kind = 'purse' AND programme_id = ?",
+        );
+        if let Some(families) = families {
+            if families.is_empty() {
+                return Ok(Vec::new());
+            }
+            sql.push_str(&format!(
+                " AND owner IN ({})",
+                vec!["?"; families.len()].join(", ")
+            ));
+        }
+        let sql = self.sql(&sql);
+        let mut query = sqlx::query_as(&sql).bind(programme_id);
+        for family in families.unwrap_or_default() {
+            query = query.bind(*family);
+        }
+        Ok(query.fetch_all(&mut *conn).await?)
+    }
+
     /// The accounts that are not purses (few), and the purse accounts of the families
     /// added after `family_seq`: what the sync loop needs when families or providers
     /// were added, without reading every purse account.
