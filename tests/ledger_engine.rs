@@ -425,13 +425,13 @@ fn awkward_text_is_written_and_read_back_unchanged() {
     }
 }
 
-/// Pipelined commits (src/ledger/pipeline.rs): a batch decided while an earlier one was
-/// committing is refused, unwritten, when that earlier one fails; a batch of the next
-/// epoch is written.
+/// Pipelined commits (src/ledger/pipeline.rs): a batch staged while an earlier one was
+/// committing is refused, unwritten, when that earlier one fails, and the failure is
+/// reported on the stage; a batch of the next epoch is written.
 #[test]
 fn a_failed_pipelined_batch_takes_the_rest_of_its_epoch_with_it() {
-    use multiguna::ledger::pipeline::Pipeline;
-    use multiguna::ledger::{Batch, Db, LedgerWriter, TransferRow};
+    use multiguna::ledger::pipeline::{Outcome, Pipeline, Release};
+    use multiguna::ledger::{Db, TransferRow};
     let poison_sqlite = "CREATE TRIGGER poison BEFORE INSERT ON transfers \
         WHEN NEW.acceptor = 'poison' BEGIN SELECT RAISE(ABORT, 'injected fault'); END;";
     let poison_postgres = "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
@@ -439,17 +439,6 @@ fn a_failed_pipelined_batch_takes_the_rest_of_its_epoch_with_it() {
         RETURN NEW; END $$ LANGUAGE plpgsql; \
         CREATE TRIGGER poison BEFORE INSERT ON transfers \
         FOR EACH ROW EXECUTE FUNCTION poison();";
-    let batch = |acceptor: &str| {
-        let mut batch = Batch::default();
-        let row = TransferRow {
-            kind: "test".into(),
-            acceptor: acceptor.into(),
-            at_ms: 1_795_400_000_000,
-            ..TransferRow::default()
-        };
-        batch.push(row, &[(1, -100), (2, 100)]);
-        batch
-    };
     for db in backends() {
         runtime().block_on(async {
             let ledger = Db::connect(&db.url).await.expect("connect");
@@ -462,26 +451,46 @@ fn a_failed_pipelined_batch_takes_the_rest_of_its_epoch_with_it() {
             .execute(&ledger.pool)
             .await
             .expect("trigger");
-            let pipeline = Pipeline::start(LedgerWriter::new(ledger.clone(), "test"));
-            // Both queued before either is answered: the second was decided on the
-            // first's effects.
-            let first = pipeline.submit(batch("poison"), 1, 0);
-            let second = pipeline.submit(batch("after"), 2, 0);
-            let first = first.await.expect("answer");
-            let second = second.await.expect("answer");
-            let err = first.result.expect_err("the poisoned batch fails");
-            assert!(
-                err.to_string().contains("injected fault"),
-                "{}: {err}",
-                db.name
-            );
-            let err = second.result.expect_err("refused");
-            assert!(
-                err.to_string().contains("not written"),
-                "{}: {err}",
-                db.name
-            );
-            assert_eq!(second.batch.transfers.len(), 1, "the batch comes back");
+            // Each batch waits with its acceptor's name; the writer tells what became
+            // of it.
+            let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+            let release: Release<String> = Box::new(move |waiting, outcome| {
+                let result = match outcome {
+                    Outcome::Durable { .. } => Ok(()),
+                    Outcome::Failed { err, .. } | Outcome::Refused(err) => Err(err.to_string()),
+                };
+                for name in waiting.drain(..) {
+                    tx.send((name, result.clone())).expect("test listens");
+                }
+            });
+            let pipeline = Pipeline::start(&ledger, "test", release);
+            let stage = |acceptor: &str, epoch: u64| {
+                let mut staging = pipeline.stage();
+                let row = TransferRow {
+                    kind: "test".into(),
+                    acceptor: acceptor.into(),
+                    at_ms: 1_795_400_000_000,
+                    ..TransferRow::default()
+                };
+                staging.batch().push(row, &[(1, -100), (2, 100)]);
+                staging.waiting().push(acceptor.to_string());
+                staging.mark(epoch, 1);
+            };
+            stage("poison", 0);
+            // Staged once the writer holds the first: decided on its effects.
+            while !pipeline.stage().batch().is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            stage("after", 0);
+            let (name, first) = outcomes.recv().await.expect("answer");
+            assert_eq!(name, "poison");
+            let err = first.expect_err("the poisoned batch fails");
+            assert!(err.contains("injected fault"), "{}: {err}", db.name);
+            let (name, second) = outcomes.recv().await.expect("answer");
+            assert_eq!(name, "after");
+            let err = second.expect_err("refused");
+            assert!(err.contains("not written"), "{}: {err}", db.name);
+            assert_eq!(pipeline.stage().failed_epoch(), Some(0), "{}", db.name);
             let written = || async {
                 let row: (i64,) =
                     sqlx::query_as("SELECT COUNT(*) FROM transfers WHERE kind = 'test'")
@@ -492,11 +501,15 @@ fn a_failed_pipelined_batch_takes_the_rest_of_its_epoch_with_it() {
             };
             assert_eq!(written().await, 0, "{}: nothing of either", db.name);
             // Still epoch 0: refused. The next epoch: written.
-            let stale = pipeline.submit(batch("late"), 3, 0).await.expect("answer");
-            assert!(stale.result.is_err(), "{}", db.name);
-            let next = pipeline.submit(batch("next"), 4, 1).await.expect("answer");
-            next.result.expect("the next epoch commits");
+            stage("late", 0);
+            let (name, stale) = outcomes.recv().await.expect("answer");
+            assert!(name == "late" && stale.is_err(), "{}", db.name);
+            stage("next", 1);
+            let (name, next) = outcomes.recv().await.expect("answer");
+            assert_eq!(name, "next");
+            next.expect("the next epoch commits");
             assert_eq!(written().await, 1, "{}", db.name);
+            drop(pipeline);
             ledger.close().await;
         });
     }

@@ -2,8 +2,8 @@
 //! requests in batches from a bounded queue, decides them one after another, commits the
 //! batch as one database transaction, and only then releases the responses
 //! (design.md; the TigerBeetle / LMAX shape). While a batch commits, the requests that
-//! arrive are decided into the next one, which goes to the writer the moment it is free
-//! (ledger/pipeline.rs).
+//! arrive are decided into the next one, staged for the writer, which takes it the
+//! moment it is free and releases its answers once durable (ledger/pipeline.rs).
 
 pub mod core;
 mod journal;
@@ -29,8 +29,8 @@ pub use self::state::State;
 use crate::domain::request::Request;
 use crate::domain::response::{Response, ResponseCode};
 use crate::domain::time::TimestampMs;
-use crate::ledger::pipeline::{Done, Pipeline};
-use crate::ledger::{Batch, Db, LedgerError, LedgerWriter};
+use crate::ledger::pipeline::{Outcome, Pipeline, Release};
+use crate::ledger::{Db, LedgerError};
 use crate::policy::Policy;
 
 /// One request waiting for the single writer.
@@ -101,15 +101,11 @@ pub async fn start(
     });
     let task = Authoriser {
         core: Core::new(policy, state),
-        pipeline: Pipeline::start(LedgerWriter::new(db.clone(), "switch")),
-        in_flight: None,
-        open: Vec::new(),
+        pipeline: Pipeline::start(&db, "switch", release(Arc::clone(&health))),
         epoch: 0,
-        spare: None,
         db,
         rx,
         health: Arc::clone(&health),
-        batch: Batch::default(),
         stale: false,
         rebuild: None,
         checkpoint: None,
@@ -121,32 +117,52 @@ pub async fn start(
 
 type Reply = (oneshot::Sender<Response>, Response);
 
-/// The batch at the writer, and the answers that wait for it.
-struct InFlight {
-    done: oneshot::Receiver<Done>,
-    replies: Vec<Reply>,
-    /// Ledger rows it carries.
-    rows: usize,
+/// What the writer does with a batch's answers (ledger/pipeline.rs): sends them as
+/// decided once the batch is durable, 91 when it failed or was refused (it was decided
+/// on a failed batch's effects). Runs on the writer's thread, between two commits.
+fn release(health: Arc<Health>) -> Release<Reply> {
+    Box::new(move |waiting: &mut Vec<Reply>, outcome: Outcome<'_>| {
+        match outcome {
+            Outcome::Durable { transfers, elapsed } => {
+                if transfers > 0 {
+                    crate::admin::metrics::ledger_commit(elapsed, transfers, true);
+                    health.ledger_writable.store(true, Ordering::Relaxed);
+                }
+            }
+            Outcome::Failed {
+                err,
+                transfers,
+                elapsed,
+            } => {
+                crate::admin::metrics::ledger_commit(elapsed, transfers, false);
+                tracing::error!(error = %err, rows = transfers, "ledger commit failed: batch answered 91");
+                health.ledger_writable.store(false, Ordering::Relaxed);
+            }
+            Outcome::Refused(err) => {
+                tracing::warn!(error = %err, answers = waiting.len(), "batch refused: answered 91");
+            }
+        }
+        let durable = outcome.is_durable();
+        for (reply, response) in waiting.drain(..) {
+            // The peer may have gone; a durable batch's rows are committed either way.
+            let _ = reply.send(if durable {
+                response
+            } else {
+                Response::declined(ResponseCode::LedgerUnavailable)
+            });
+        }
+    })
 }
 
 struct Authoriser {
     core: Core,
-    pipeline: Pipeline,
-    /// The batch committing. One at a time: a second queued behind it would leave
-    /// with the few requests that came meanwhile, and more, smaller commits cost more
-    /// than the wait (docs/performance.md).
-    in_flight: Option<InFlight>,
-    /// The answers of `batch`, the open batch: decided while `in_flight` commits, held
-    /// until their own batch is durable.
-    open: Vec<Reply>,
+    /// The writer and the stage the open batch is decided into.
+    pipeline: Pipeline<Reply>,
     /// Raised when a commit fails: the writer refuses what remains of the old one.
     epoch: u64,
-    /// A batch buffer back from the writer, for reuse.
-    spare: Option<Batch>,
     db: Db,
     rx: mpsc::Receiver<Job>,
     health: Arc<Health>,
-    batch: Batch,
     /// The in-memory state no longer matches the ledger (a commit failed and the
     /// rebuild has not succeeded yet): everything gets 91 until it does.
     stale: bool,
@@ -177,19 +193,18 @@ impl Authoriser {
         // as soon as it is in.
         let mut sync_read: Option<JoinHandle<Result<sync::Delta, LedgerError>>> = None;
         loop {
+            // Answers waiting at the stage are bounded; when it is full the writer
+            // reports once it has taken them.
+            let room = self.pipeline.room(config.batch_size_max);
             tokio::select! {
                 biased;
-                done = async { (&mut self.in_flight.as_mut().expect("guarded").done).await },
-                    if self.in_flight.is_some() =>
-                {
-                    self.complete(done);
+                () = self.pipeline.report() => {
+                    self.take_failure();
                     if self.stale {
                         self.poll_rebuild(true).await;
                     }
                 }
-                received = self.rx.recv_many(&mut jobs, config.batch_size_max - self.open.len()),
-                    if self.open.len() < config.batch_size_max =>
-                {
+                received = self.rx.recv_many(&mut jobs, room), if room > 0 => {
                     if received == 0 {
                         break;
                     }
@@ -217,10 +232,13 @@ impl Authoriser {
         if let Some(task) = sync_read {
             task.abort();
         }
-        // The batch committing, then the open one (sent when the first is done).
-        while let Some(flight) = self.in_flight.as_mut() {
-            let done = (&mut flight.done).await;
-            self.complete(done);
+        // What is staged and at the writer, answered. Bounded: a writer that cannot
+        // commit answers 91 within its own bound, so this ends.
+        if tokio::time::timeout(Duration::from_secs(60), self.pipeline.drained())
+            .await
+            .is_err()
+        {
+            tracing::error!("the ledger writer did not finish its batches within 60 s");
         }
         // A clean stop leaves a checkpoint, so the next start reads less: after the one
         // running, if any (it would be cancelled with the runtime). Bounded, so a stop
@@ -262,9 +280,9 @@ impl Authoriser {
                 }
             }
         }
-        // Not while a batch is in flight: the state to rebuild is the ledger once the
-        // writer has refused what remains of the failed epoch.
-        if start && self.stale && self.rebuild.is_none() && self.in_flight.is_none() {
+        // Nothing of the failed epoch can be written any more (the writer refuses it),
+        // and nothing of the next is staged while stale: the ledger read is final.
+        if start && self.stale && self.rebuild.is_none() {
             let (db, policy) = (self.db.clone(), Arc::clone(&self.core.policy));
             self.rebuild = Some(tokio::spawn(async move {
                 State::load(&db, &policy, TimestampMs::now()).await
@@ -289,7 +307,7 @@ impl Authoriser {
 
     /// In a task of its own, like the checkpoint: the projections are read and written
     /// off the commit path, on the pool. One step a tick (a step is at most
-    /// `STEP_BATCHES_MAX` batches, more than a second of switch traffic); not while
+    /// `STEP_BATCHES_MAX` batches, more than an interval of switch traffic); not while
     /// stale, when nothing of ours is committed.
     fn project(&mut self) {
         if self.stale || self.projector.as_ref().is_some_and(|t| !t.is_finished()) {
@@ -303,6 +321,9 @@ impl Authoriser {
 
     async fn process(&mut self, jobs: &mut Vec<Job>) {
         crate::admin::metrics::authoriser_queue_depth(self.rx.len());
+        // A failure the writer reported and this task has not taken yet: nothing more
+        // may be decided on its effects.
+        self.take_failure();
         if self.stale {
             // Only takes a finished rebuild; never waits for one.
             self.poll_rebuild(false).await;
@@ -316,77 +337,43 @@ impl Authoriser {
             return;
         }
         let now = TimestampMs::now();
-        self.core.expire_holds(now, &mut self.batch);
+        let mut staging = self.pipeline.stage();
+        self.core.expire_holds(now, staging.batch());
         for job in jobs.drain(..) {
-            let response = self.core.handle(&job.request, now, &mut self.batch);
-            self.open.push((job.reply, response));
+            let response = self.core.handle(&job.request, now, staging.batch());
+            staging.waiting().push((job.reply, response));
         }
-        self.submit_if_idle(now);
-    }
-
-    /// Hands the open batch to the writer when nothing is committing.
-    fn submit_if_idle(&mut self, now: TimestampMs) {
-        if self.in_flight.is_some() {
-            return;
-        }
-        if self.batch.is_empty() {
-            // Nothing to write (and nothing committing that they could depend on).
-            for (reply, response) in self.open.drain(..) {
+        if staging.batch().is_empty() && !staging.writing() {
+            // Nothing to write, and nothing being written that they could depend on.
+            for (reply, response) in staging.waiting().drain(..) {
                 let _ = reply.send(response);
             }
             return;
         }
-        let rows = self.batch.transfers.len();
-        let batch = std::mem::replace(&mut self.batch, self.spare.take().unwrap_or_default());
-        self.in_flight = Some(InFlight {
-            done: self.pipeline.submit(batch, now.0, self.epoch),
-            replies: std::mem::take(&mut self.open),
-            rows,
-        });
+        staging.mark(self.epoch, now.0);
     }
 
-    /// Answers the batch that was committing: as decided when it is durable; 91 when it
-    /// failed, and then the open batch too (decided on its effects), and the state is
-    /// stale until rebuilt. Otherwise the open batch goes to the writer.
-    fn complete(&mut self, done: Result<Done, oneshot::error::RecvError>) {
-        let Some(InFlight {
-            mut replies, rows, ..
-        }) = self.in_flight.take()
-        else {
-            return;
-        };
-        let failed = match done {
-            Ok(done) => {
-                crate::admin::metrics::ledger_commit(done.elapsed, rows, done.result.is_ok());
-                let mut batch = done.batch;
-                batch.clear();
-                self.spare = Some(batch);
-                done.result.err()
+    /// When the writer has reported a failed commit of this epoch: what is staged was
+    /// decided on its effects and is answered 91, the next epoch begins, and the state
+    /// is stale until rebuilt from the ledger.
+    fn take_failure(&mut self) {
+        let staged = {
+            let mut staging = self.pipeline.stage();
+            if staging.failed_epoch() != Some(self.epoch) {
+                return;
             }
-            Err(_) => Some(LedgerError::Invariant("the ledger writer stopped".into())),
+            self.epoch += 1;
+            staging.batch().clear();
+            std::mem::take(staging.waiting())
         };
-        match failed {
-            Some(err) => {
-                tracing::error!(error = %err, rows, "ledger commit failed: batch answered 91");
-                self.health.ledger_writable.store(false, Ordering::Relaxed);
-                self.stale = true;
-                self.epoch += 1;
-                replies.append(&mut self.open);
-                self.batch.clear();
-                for (_, response) in replies.iter_mut() {
-                    *response = Response::declined(ResponseCode::LedgerUnavailable);
-                }
-            }
-            None => self.health.ledger_writable.store(true, Ordering::Relaxed),
-        }
-        // The open batch to the writer first: it waits for nothing but this, and every
-        // answer below wakes a connection task that competes for the same two cores.
-        if !self.stale {
-            self.submit_if_idle(TimestampMs::now());
-        }
-        for (reply, response) in replies {
-            // The peer may have gone; its rows are committed either way.
-            let _ = reply.send(response);
+        self.stale = true;
+        self.health.ledger_writable.store(false, Ordering::Relaxed);
+        tracing::error!(
+            answers = staged.len(),
+            "a ledger commit failed: the state is rebuilt from the ledger, answering 91 meanwhile"
+        );
+        for (reply, _) in staged {
+            let _ = reply.send(Response::declined(ResponseCode::LedgerUnavailable));
         }
     }
 

@@ -1,143 +1,334 @@
-//! The ledger writer as a queue, so deciding and committing overlap: while batch N
-//! commits, the authoriser decides the requests that arrive into batch N+1 and hands
-//! it over the moment N is done (authoriser/mod.rs keeps one batch here and one open;
-//! two queued here made each batch smaller and the commits more, docs/performance.md).
+//! The switch's ledger writer, fed from a stage so that deciding and committing overlap
+//! and the writer never waits for the deciding task (the LMAX hand-over): the authoriser
+//! decides requests straight into the staged batch, with the answers that wait for it;
+//! the writer, the moment a commit is done, releases that batch's answers itself and
+//! takes whatever is staged as its next batch. Before this the finished batch went back
+//! to the authoriser task, which had to be scheduled before the next batch could start:
+//! the writer sat idle a quarter of the time (docs/performance.md, session 5).
 //!
 //! A batch decided while another commits holds that one's effects, so if the first
-//! fails the second must not be written. The authoriser answers its open batch 91 when
-//! the one before fails; for batches already queued here, every batch carries the
-//! authoriser's epoch and, after a failure, the writer refuses unwritten every later
-//! batch of the failed one's epoch. The authoriser moves to the next epoch and rebuilds
-//! its state from the ledger once nothing is in flight.
+//! fails the second must not be written. Every staged batch carries the authoriser's
+//! epoch; after a failure the writer refuses, unwritten, every later batch of the failed
+//! one's epoch and reports the failure on the stage. The authoriser answers what is
+//! staged 91, moves to the next epoch and rebuilds its state from the ledger: nothing of
+//! the failed epoch can be written any more, so the ledger it reads is final.
+//!
+//! Bounds: the stage holds at most what the authoriser lets in (its `room` check
+//! against `batch_size_max`); one batch is at the writer.
 
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::Notify;
 
+use super::db::Db;
 use super::rows::Batch;
-use super::sqlite_writer::SqliteWriter;
-use super::writer::{Committed, LedgerWriter};
+use super::sqlite_writer::SqliteLedger;
+use super::writer::LedgerWriter;
 use super::LedgerError;
 
-/// Batches queued at the writer at most: the one committing and the next.
-pub const IN_FLIGHT_MAX: usize = 2;
-
-/// A batch back from the writer, written or not.
-pub struct Done {
-    /// For reuse: its rows as they were handed over.
-    pub batch: Batch,
-    pub result: Result<Committed, LedgerError>,
-    /// The writer's own time on it (not the time it waited in the queue).
-    pub elapsed: Duration,
+/// What became of a batch the writer took, told to the release function with the
+/// answers that waited for it.
+pub enum Outcome<'a> {
+    /// Durable (or it had no rows: answers that waited only for the batch before).
+    Durable { transfers: usize, elapsed: Duration },
+    /// The write failed: nothing of it is in the ledger (or, on PostgreSQL, its outcome
+    /// could not be known, which the writer logs as an error).
+    Failed {
+        err: &'a LedgerError,
+        transfers: usize,
+        elapsed: Duration,
+    },
+    /// Not written: an earlier batch of its epoch failed.
+    Refused(&'a LedgerError),
 }
 
-impl Done {
-    /// A batch handed back unwritten.
-    pub(crate) fn unwritten(batch: Batch, err: LedgerError) -> Done {
-        Done {
-            batch,
-            result: Err(err),
-            elapsed: Duration::ZERO,
+impl Outcome<'_> {
+    pub fn is_durable(&self) -> bool {
+        matches!(self, Outcome::Durable { .. })
+    }
+}
+
+/// Called by the writer with each batch's waiting answers and its outcome; it sends
+/// them on. It runs on the writer's thread (SQLite) or task (PostgreSQL), between two
+/// commits, so it must not block.
+pub type Release<T> = Box<dyn FnMut(&mut Vec<T>, Outcome<'_>) + Send>;
+
+/// The switch's writer and the stage it takes its batches from. Dropping it lets the
+/// writer finish what is staged and stop.
+pub struct Pipeline<T> {
+    stage: Arc<Stage<T>>,
+}
+
+struct Stage<T> {
+    staged: Mutex<Staged<T>>,
+    /// Wakes the writer: something was staged, or the pipeline closed.
+    to_writer: Notify,
+    /// Wakes the authoriser: a failure, or (when it asked) room or idleness.
+    to_authoriser: Notify,
+}
+
+struct Staged<T> {
+    batch: Batch,
+    waiting: Vec<T>,
+    /// The epoch and time of what is staged.
+    epoch: u64,
+    now_ms: i64,
+    /// The writer holds a batch (committing it, or refusing it).
+    writing: bool,
+    /// The newest epoch in which a commit failed: reported to the authoriser.
+    failed_epoch: Option<u64>,
+    /// The authoriser waits for room or idleness: tell it when either comes.
+    authoriser_waits: bool,
+    closed: bool,
+}
+
+impl<T> Staged<T> {
+    fn is_empty(&self) -> bool {
+        self.batch.is_empty() && self.waiting.is_empty()
+    }
+}
+
+impl<T: Send + 'static> Pipeline<T> {
+    /// Starts the writer: on SQLite a thread of its own (the writer's connection and
+    /// its fsyncs stay off the runtime), on PostgreSQL a task owning its connection.
+    /// Must be called within the tokio runtime.
+    pub fn start(db: &Db, source: &'static str, release: Release<T>) -> Pipeline<T> {
+        let stage = Arc::new(Stage {
+            staged: Mutex::new(Staged {
+                batch: Batch::default(),
+                waiting: Vec::new(),
+                epoch: 0,
+                now_ms: 0,
+                writing: false,
+                failed_epoch: None,
+                authoriser_waits: false,
+                closed: false,
+            }),
+            to_writer: Notify::new(),
+            to_authoriser: Notify::new(),
+        });
+        let writer_stage = Arc::clone(&stage);
+        match db.sqlite_path() {
+            Some(path) => {
+                let started = std::thread::Builder::new()
+                    .name("ledger-sqlite".into())
+                    .spawn(move || {
+                        let writer = Writer::Sqlite(SqliteLedger::start(path), source);
+                        futures::executor::block_on(run(writer_stage, writer, release));
+                    });
+                if let Err(e) = started {
+                    tracing::error!(error = %e, "cannot start the SQLite writer thread");
+                }
+            }
+            None => {
+                let writer = Writer::Sql(LedgerWriter::new(db.clone(), source));
+                tokio::spawn(run(writer_stage, writer, release));
+            }
         }
+        Pipeline { stage }
+    }
+
+    /// The stage, locked: decide into its batch, add the answers that wait for it,
+    /// `mark` it. Dropping the guard hands it to the writer. Hold it only while
+    /// deciding: the writer waits for it between two commits.
+    pub fn stage(&self) -> Staging<'_, T> {
+        Staging {
+            staged: lock(&self.stage.staged),
+            stage: &self.stage,
+        }
+    }
+
+    /// How many more answers may wait at the stage; when none, `report` wakes the
+    /// caller once the writer has taken them.
+    pub fn room(&self, waiting_max: usize) -> usize {
+        let mut staged = lock(&self.stage.staged);
+        let room = waiting_max.saturating_sub(staged.waiting.len());
+        if room == 0 {
+            staged.authoriser_waits = true;
+        }
+        room
+    }
+
+    /// Waits until the writer reports: a failure (see `Staging::failed_epoch`), or the
+    /// room or idleness the caller asked for.
+    pub async fn report(&self) {
+        self.stage.to_authoriser.notified().await;
+    }
+
+    /// Waits until nothing is staged and nothing is at the writer.
+    pub async fn drained(&self) {
+        loop {
+            {
+                let mut staged = lock(&self.stage.staged);
+                if staged.is_empty() && !staged.writing {
+                    return;
+                }
+                staged.authoriser_waits = true;
+            }
+            self.report().await;
+        }
+    }
+}
+
+impl<T> Drop for Pipeline<T> {
+    fn drop(&mut self) {
+        lock(&self.stage.staged).closed = true;
+        self.stage.to_writer.notify_one();
+    }
+}
+
+/// The locked stage (`Pipeline::stage`).
+pub struct Staging<'a, T> {
+    staged: MutexGuard<'a, Staged<T>>,
+    stage: &'a Stage<T>,
+}
+
+impl<T> Staging<'_, T> {
+    pub fn batch(&mut self) -> &mut Batch {
+        &mut self.staged.batch
+    }
+
+    pub fn waiting(&mut self) -> &mut Vec<T> {
+        &mut self.staged.waiting
+    }
+
+    /// The epoch and time of what is staged now.
+    pub fn mark(&mut self, epoch: u64, now_ms: i64) {
+        self.staged.epoch = epoch;
+        self.staged.now_ms = now_ms;
+    }
+
+    /// The writer holds a batch: answers staged now wait for it even with no rows.
+    pub fn writing(&self) -> bool {
+        self.staged.writing
+    }
+
+    /// The newest epoch in which a commit failed, if any.
+    pub fn failed_epoch(&self) -> Option<u64> {
+        self.staged.failed_epoch
+    }
+}
+
+impl<T> Drop for Staging<'_, T> {
+    fn drop(&mut self) {
+        if !self.staged.is_empty() {
+            // Stores a permit when the writer is busy: it looks again after its commit.
+            self.stage.to_writer.notify_one();
+        }
+    }
+}
+
+/// A poisoned lock means a thread panicked while holding it; the stage holds plain
+/// data with no invariant half-updated across a panic point, so go on.
+fn lock<T>(staged: &Mutex<Staged<T>>) -> MutexGuard<'_, Staged<T>> {
+    staged
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+enum Writer {
+    Sqlite(SqliteLedger, &'static str),
+    Sql(LedgerWriter),
+}
+
+impl Writer {
+    async fn commit(&mut self, batch: &mut Batch, now_ms: i64) -> Result<(), LedgerError> {
+        match self {
+            Writer::Sqlite(ledger, source) => {
+                batch.check_balanced().map_err(LedgerError::Invariant)?;
+                ledger.commit(batch, source, now_ms).map(drop)
+            }
+            Writer::Sql(writer) => writer.commit(batch, now_ms).await.map(drop),
+        }
+    }
+}
+
+/// The writer's loop: take what is staged, write it, release its answers; wait only
+/// when nothing is staged.
+async fn run<T>(stage: Arc<Stage<T>>, mut writer: Writer, mut release: Release<T>) {
+    let mut failed = FailedEpoch::default();
+    // The buffers of the batch in hand, swapped with the stage's (reused, not freed).
+    let mut batch = Batch::default();
+    let mut waiting: Vec<T> = Vec::new();
+    loop {
+        let taken = {
+            let mut staged = lock(&stage.staged);
+            if std::mem::take(&mut staged.authoriser_waits) {
+                stage.to_authoriser.notify_one();
+            }
+            staged.writing = !staged.is_empty();
+            if staged.writing {
+                std::mem::swap(&mut staged.batch, &mut batch);
+                std::mem::swap(&mut staged.waiting, &mut waiting);
+                Some((staged.epoch, staged.now_ms))
+            } else if staged.closed {
+                return;
+            } else {
+                None
+            }
+        };
+        let Some((epoch, now_ms)) = taken else {
+            stage.to_writer.notified().await;
+            continue;
+        };
+        let transfers = batch.transfers.len();
+        if let Some(refused) = failed.refuses(epoch) {
+            release(&mut waiting, Outcome::Refused(&refused));
+        } else if batch.is_empty() {
+            release(
+                &mut waiting,
+                Outcome::Durable {
+                    transfers,
+                    elapsed: Duration::ZERO,
+                },
+            );
+        } else {
+            let started = Instant::now();
+            let result = writer.commit(&mut batch, now_ms).await;
+            let elapsed = started.elapsed();
+            match result {
+                Ok(()) => release(&mut waiting, Outcome::Durable { transfers, elapsed }),
+                Err(err) => {
+                    failed.record(epoch);
+                    // Reported before the answers go: the authoriser stops staging on
+                    // the failed state as soon as it can.
+                    lock(&stage.staged).failed_epoch = Some(epoch);
+                    stage.to_authoriser.notify_one();
+                    release(
+                        &mut waiting,
+                        Outcome::Failed {
+                            err: &err,
+                            transfers,
+                            elapsed,
+                        },
+                    );
+                }
+            }
+        }
+        debug_assert!(waiting.is_empty(), "release answers every waiting request");
+        waiting.clear();
+        batch.clear();
     }
 }
 
 /// The newest epoch in which a batch failed: later batches of it are refused.
 #[derive(Debug, Default)]
-pub(crate) struct FailedEpoch(Option<u64>);
+struct FailedEpoch(Option<u64>);
 
 impl FailedEpoch {
-    /// The error for a batch of an epoch that failed; `None` for a lone commit.
-    pub(crate) fn refuses(&self, epoch: Option<u64>) -> Option<LedgerError> {
-        match (epoch, self.0) {
-            (Some(epoch), Some(failed)) if epoch <= failed => Some(LedgerError::Invariant(
-                format!("an earlier batch of epoch {epoch} failed: not written"),
-            )),
+    /// The error for a batch of an epoch that failed.
+    fn refuses(&self, epoch: u64) -> Option<LedgerError> {
+        match self.0 {
+            Some(failed) if epoch <= failed => Some(LedgerError::Invariant(format!(
+                "an earlier batch of epoch {epoch} failed: not written"
+            ))),
             _ => None,
         }
     }
 
-    pub(crate) fn record(&mut self, epoch: Option<u64>) {
-        if let Some(epoch) = epoch {
-            self.0 = Some(self.0.map_or(epoch, |failed| failed.max(epoch)));
-        }
-    }
-}
-
-struct Work {
-    batch: Batch,
-    now_ms: i64,
-    epoch: u64,
-    reply: oneshot::Sender<Done>,
-}
-
-pub struct Pipeline(Queue);
-
-enum Queue {
-    /// SQLite's writer thread is a queue already: batches go to it directly.
-    Sqlite(SqliteWriter, &'static str),
-    /// PostgreSQL: a task owns the writer and its connection.
-    Task(mpsc::Sender<Work>),
-}
-
-impl Pipeline {
-    pub fn start(mut writer: LedgerWriter) -> Pipeline {
-        if let Some(sqlite) = writer.take_sqlite() {
-            return Pipeline(Queue::Sqlite(sqlite, writer.source()));
-        }
-        let (tx, rx) = mpsc::channel(IN_FLIGHT_MAX);
-        tokio::spawn(run(writer, rx));
-        Pipeline(Queue::Task(tx))
-    }
-
-    /// Queues `batch` behind those in flight (at most `IN_FLIGHT_MAX` of them); the
-    /// answer comes once it is durable, or refused, or failed.
-    pub fn submit(&self, batch: Batch, now_ms: i64, epoch: u64) -> oneshot::Receiver<Done> {
-        match &self.0 {
-            Queue::Sqlite(sqlite, source) => sqlite.submit(batch, source, now_ms, Some(epoch)),
-            Queue::Task(tx) => {
-                let (reply, answer) = oneshot::channel();
-                let work = Work {
-                    batch,
-                    now_ms,
-                    epoch,
-                    reply,
-                };
-                if let Err(err) = tx.try_send(work) {
-                    let work = match err {
-                        mpsc::error::TrySendError::Full(w)
-                        | mpsc::error::TrySendError::Closed(w) => w,
-                    };
-                    let _ = work.reply.send(Done::unwritten(
-                        work.batch,
-                        LedgerError::Invariant(
-                            "ledger writer queue full or gone: not written".into(),
-                        ),
-                    ));
-                }
-                answer
-            }
-        }
-    }
-}
-
-async fn run(mut writer: LedgerWriter, mut rx: mpsc::Receiver<Work>) {
-    let mut failed = FailedEpoch::default();
-    while let Some(mut work) = rx.recv().await {
-        if let Some(refused) = failed.refuses(Some(work.epoch)) {
-            let _ = work.reply.send(Done::unwritten(work.batch, refused));
-            continue;
-        }
-        let started = Instant::now();
-        let result = writer.commit(&mut work.batch, work.now_ms).await;
-        if result.is_err() {
-            failed.record(Some(work.epoch));
-        }
-        let _ = work.reply.send(Done {
-            batch: work.batch,
-            result,
-            elapsed: started.elapsed(),
-        });
+    fn record(&mut self, epoch: u64) {
+        self.0 = Some(self.0.map_or(epoch, |failed| failed.max(epoch)));
     }
 }
 
@@ -148,19 +339,15 @@ mod tests {
     #[test]
     fn after_a_failure_the_rest_of_its_epoch_is_refused_and_later_epochs_are_not() {
         let mut failed = FailedEpoch::default();
-        assert!(failed.refuses(Some(0)).is_none());
-        failed.record(Some(3));
-        assert!(failed.refuses(Some(2)).is_some());
-        assert!(failed.refuses(Some(3)).is_some());
-        assert!(failed.refuses(Some(4)).is_none());
-        // A lone commit (the command line's) is never refused.
-        assert!(failed.refuses(None).is_none());
-        failed.record(Some(1));
+        assert!(failed.refuses(0).is_none());
+        failed.record(3);
+        assert!(failed.refuses(2).is_some());
+        assert!(failed.refuses(3).is_some());
+        assert!(failed.refuses(4).is_none());
+        failed.record(1);
         assert!(
-            failed.refuses(Some(3)).is_some(),
+            failed.refuses(3).is_some(),
             "an older failure lowers nothing"
         );
-        failed.record(None);
-        assert!(failed.refuses(Some(4)).is_none());
     }
 }

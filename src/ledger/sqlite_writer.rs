@@ -5,13 +5,11 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::time::Instant;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::chain::{batch_hash, GENESIS_HASH};
-use super::pipeline::{Done, FailedEpoch};
 use super::rows::Batch;
 use super::writer::Committed;
 use super::LedgerError;
@@ -21,12 +19,12 @@ struct Work {
     batch: Batch,
     source: &'static str,
     now_ms: i64,
-    /// Pipelined batches (ledger/pipeline.rs) carry their epoch: after one fails, the
-    /// rest of its epoch are refused unwritten. `None`: a lone commit, never refused.
-    epoch: Option<u64>,
-    reply: oneshot::Sender<Done>,
+    reply: oneshot::Sender<(Batch, Result<Committed, LedgerError>)>,
 }
 
+/// A writer thread for lone commits (the command line's, a disbursement's): batches
+/// queue and are written one by one. The switch's writer thread takes its batches from
+/// a stage instead (ledger/pipeline.rs); both write through [`SqliteLedger`].
 pub struct SqliteWriter {
     tx: mpsc::Sender<Work>,
 }
@@ -34,17 +32,15 @@ pub struct SqliteWriter {
 impl SqliteWriter {
     pub fn start(path: PathBuf) -> SqliteWriter {
         let (tx, rx) = mpsc::channel::<Work>();
-        // One pending "there is WAL to copy back" is enough: signals coalesce.
-        let (wal_tx, wal_rx) = mpsc::sync_channel::<()>(1);
-        let wal_path = path.clone();
-        std::thread::Builder::new()
-            .name("ledger-wal".into())
-            .spawn(move || copy_back(wal_path, wal_rx))
-            .map(|_| ())
-            .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the SQLite WAL thread"));
         std::thread::Builder::new()
             .name("ledger-sqlite".into())
-            .spawn(move || run(path, rx, wal_tx))
+            .spawn(move || {
+                let mut ledger = SqliteLedger::start(path);
+                for work in rx {
+                    let result = ledger.commit(&work.batch, work.source, work.now_ms);
+                    let _ = work.reply.send((work.batch, result));
+                }
+            })
             .map(|_| ())
             .unwrap_or_else(
                 |e| tracing::error!(error = %e, "cannot start the SQLite writer thread"),
@@ -59,73 +55,80 @@ impl SqliteWriter {
         source: &'static str,
         now_ms: i64,
     ) -> Result<Committed, LedgerError> {
-        let done = self
-            .submit(std::mem::take(batch), source, now_ms, None)
-            .await
-            .map_err(|_| LedgerError::Invariant("the SQLite writer thread stopped".into()))?;
-        *batch = done.batch;
-        done.result
-    }
-
-    /// Queues `batch` behind those already queued; the answer comes when it is written
-    /// (or refused: see `Work::epoch`).
-    pub fn submit(
-        &self,
-        batch: Batch,
-        source: &'static str,
-        now_ms: i64,
-        epoch: Option<u64>,
-    ) -> oneshot::Receiver<Done> {
         let (reply, answer) = oneshot::channel();
         let work = Work {
-            batch,
+            batch: std::mem::take(batch),
             source,
             now_ms,
-            epoch,
             reply,
         };
         if let Err(mpsc::SendError(work)) = self.tx.send(work) {
-            let _ = work.reply.send(Done::unwritten(
-                work.batch,
-                LedgerError::Invariant("the SQLite writer thread is gone".into()),
+            *batch = work.batch;
+            return Err(LedgerError::Invariant(
+                "the SQLite writer thread is gone".into(),
             ));
         }
-        answer
+        let (returned, result) = answer
+            .await
+            .map_err(|_| LedgerError::Invariant("the SQLite writer thread stopped".into()))?;
+        *batch = returned;
+        result
     }
 }
 
-fn run(path: PathBuf, rx: mpsc::Receiver<Work>, wal: mpsc::SyncSender<()>) {
-    let mut conn: Option<Connection> = None;
-    let mut failed = FailedEpoch::default();
-    for work in rx {
-        if let Some(refused) = failed.refuses(work.epoch) {
-            let _ = work.reply.send(Done::unwritten(work.batch, refused));
-            continue;
+/// What a thread that writes SQLite batches owns: its connection with cached prepared
+/// statements (opened again after a failure: the file may be back), and the signal to
+/// its WAL copy-back thread. Blocking: used from a thread of its own, never the runtime.
+pub(super) struct SqliteLedger {
+    path: PathBuf,
+    conn: Option<Connection>,
+    wal: mpsc::SyncSender<()>,
+}
+
+impl SqliteLedger {
+    /// Starts the WAL copy-back thread beside the caller's; the connection opens at the
+    /// first commit.
+    pub(super) fn start(path: PathBuf) -> SqliteLedger {
+        // One pending "there is WAL to copy back" is enough: signals coalesce.
+        let (wal, wal_rx) = mpsc::sync_channel::<()>(1);
+        let wal_path = path.clone();
+        std::thread::Builder::new()
+            .name("ledger-wal".into())
+            .spawn(move || copy_back(wal_path, wal_rx))
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the SQLite WAL thread"));
+        SqliteLedger {
+            path,
+            conn: None,
+            wal,
         }
-        let started = Instant::now();
-        if conn.is_none() {
-            conn = open(&path)
+    }
+
+    /// Writes `batch` durably or not at all.
+    pub(super) fn commit(
+        &mut self,
+        batch: &Batch,
+        source: &str,
+        now_ms: i64,
+    ) -> Result<Committed, LedgerError> {
+        if self.conn.is_none() {
+            self.conn = open(&self.path)
                 .map_err(|e| tracing::error!(error = %e, "SQLite ledger open failed"))
                 .ok();
         }
-        let result = match conn.as_mut() {
-            Some(c) => write(c, &work.batch, work.source, work.now_ms).map_err(LedgerError::from),
+        let result = match self.conn.as_mut() {
+            Some(c) => write(c, batch, source, now_ms).map_err(LedgerError::from),
             None => Err(LedgerError::Invariant(
                 "the SQLite ledger cannot be opened".into(),
             )),
         };
         if result.is_err() {
             // The next batch starts from a fresh connection (the file may be back).
-            conn = None;
-            failed.record(work.epoch);
+            self.conn = None;
         } else {
-            let _ = wal.try_send(());
+            let _ = self.wal.try_send(());
         }
-        let _ = work.reply.send(Done {
-            batch: work.batch,
-            result,
-            elapsed: started.elapsed(),
-        });
+        result
     }
 }
 

@@ -90,16 +90,6 @@ impl LedgerWriter {
         }
     }
 
-    /// The SQLite writer thread, when that is the backend: a pipeline submits to the
-    /// thread's own queue (ledger/pipeline.rs).
-    pub(super) fn take_sqlite(&mut self) -> Option<SqliteWriter> {
-        self.sqlite.take()
-    }
-
-    pub(super) fn source(&self) -> &'static str {
-        self.source
-    }
-
     /// Appends `batch` durably or not at all. On error the connection is dropped, so the
     /// next commit starts from a fresh one (the database may have restarted).
     pub async fn commit(
