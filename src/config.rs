@@ -100,7 +100,7 @@ pub struct SwitchConfig {
 }
 
 fn default_projection_interval_ms() -> u64 {
-    1_000
+    10_000
 }
 
 fn default_idempotency_decisions_max() -> usize {

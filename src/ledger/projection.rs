@@ -31,10 +31,12 @@ use super::db::{exec, Backend, Db};
 use super::rows::TransferRow;
 use super::LedgerError;
 
-/// Ledger batches projected in one step (one transaction of the projection store). A
-/// switch batch holds at most `authoriser.batch_size_max` transfers, so a step is
-/// bounded; a tranche's one batch of millions of lines is one step, off the hot path.
-const STEP_BATCHES_MAX: i64 = 512;
+/// Ledger batches projected in one step (one transaction of the projection store): more
+/// than one interval of the switch at its most batches a second (about 500 on two
+/// cores, docs/performance.md), so one step a tick keeps up. A switch batch holds at
+/// most `authoriser.batch_size_max` transfers, so a step is bounded; a tranche's one
+/// batch of millions of lines is one step, off the hot path.
+const STEP_BATCHES_MAX: i64 = 16_384;
 
 /// Accounts summed in one statement (one bound parameter each, under every backend's
 /// limit).
