@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where the CPU goes under the closed loop: `perf record` on the switch while
-# `multiguna loadgen` (8 x 32) runs against it, then the switch's samples by thread and
-# its top functions, and each process's CPU seconds (switch, load generator) from /proc.
+# `multiguna loadgen` (8 x 32) runs against it, then each thread's CPU and run-queue
+# wait (both processes, from /proc), the switch's samples by thread and its top
+# functions, and each process's CPU seconds (switch, load generator).
 #
 #   benches/profile.sh                          # SQLite, 20 s
 #   BACKEND=postgres MULTIGUNA_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
@@ -19,13 +20,31 @@ mg_database "${BACKEND:-sqlite}"
 mg_province "${FAMILIES:-10000}"
 
 cpu_s() { awk '{ print ($14 + $15) / 100 }' "/proc/$1/stat"; }
+# Each thread's CPU time and time spent runnable but waiting for a core (ns, from
+# /proc/PID/task/TID/schedstat), one line a thread: tid name cpu_ns wait_ns.
+threads() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    printf '%s %s %s\n' "${t##*/}" "$(tr ' ' _ <"$t/comm")" "$(cut -d' ' -f1-2 "$t/schedstat")"
+  done 2>/dev/null | sort
+}
+# Per thread name, over the recording: CPU and run-queue wait in seconds.
+thread_table() {
+  join <(cat "$1") <(cat "$2") | awk -v who="$3" '
+    { cpu[$2] += ($6 - $3) / 1e9; wait[$2] += ($7 - $4) / 1e9 }
+    END { for (n in cpu) if (cpu[n] > 0.05) printf "%-8s %-16s cpu %6.2f s  waiting for a core %6.2f s\n", who, n, cpu[n], wait[n] }' | sort -k4 -rn
+}
 
 mg_start switch
 mg_loadgen_bg "$WORK/switch.json" --duration-s "$DURATION" --connections 8 --depth 32
 sleep 2
 switch_before="$(cpu_s "$SERVER_PID")"
+threads "$SERVER_PID" >"$WORK/switch.threads.before"
+threads "$LOADGEN_PID" >"$WORK/loadgen.threads.before"
 perf record -F 499 -g -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep $((DURATION - 4)) 2>"$WORK/perf.err" >/dev/null
 switch_after="$(cpu_s "$SERVER_PID")"
+threads "$SERVER_PID" >"$WORK/switch.threads.after"
+threads "$LOADGEN_PID" >"$WORK/loadgen.threads.after"
 loadgen_cpu="$(cpu_s "$LOADGEN_PID")"
 mg_wait "$LOADGEN_PID"
 mg_terminate
@@ -33,6 +52,10 @@ mg_terminate
 echo "multiguna profile: $(git describe --always --dirty 2>/dev/null || echo '?'), ${BACKEND:-sqlite}, $FAMILIES families, closed loop 8 x 32, ${DURATION} s"
 echo "throughput: $(mg_json "$WORK/switch.json" "r['throughput_per_s']") req/s"
 echo "switch CPU over the $((DURATION - 4)) s recorded: $(awk -v a="$switch_before" -v b="$switch_after" 'BEGIN { print b - a }') s; load generator, whole run: $loadgen_cpu s"
+echo "-- CPU and run-queue wait by thread over the recording (a thread waiting for a core"
+echo "   as long as it runs: the machine is saturated, whatever the idle time says)"
+thread_table "$WORK/switch.threads.before" "$WORK/switch.threads.after" switch
+thread_table "$WORK/loadgen.threads.before" "$WORK/loadgen.threads.after" loadgen
 echo "-- switch samples by thread"
 perf report -i "$WORK/perf.data" --no-children --sort comm --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
 echo "-- switch top functions"
