@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Where the CPU goes under the closed loop: `perf record` on the switch while
-# `multiguna loadgen` (8 x 32) runs against it, then each thread's CPU and run-queue
+# Where the CPU goes under load: `perf record` on the switch while `multiguna loadgen`
+# (8 x 32, closed loop unless RATE is set) runs against it, then each thread's CPU and run-queue
 # wait (both processes, from /proc), the switch's samples by thread and its top
 # functions, and each process's CPU seconds (switch, load generator).
 #
 #   benches/profile.sh                          # SQLite, 20 s
+#   PERF=0 RATE=20000 benches/profile.sh        # open loop; threads only, no perf
 #   BACKEND=postgres MULTIGUNA_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 #     benches/profile.sh
 #
-# Needs perf (linux-perf). Thread names: tokio-runtime-w (network, codec, edge,
+# Settings (environment): DURATION (s, 20), FAMILIES (10000), RATE (requests/s: open
+# loop), PERF (0: no perf record, only the per-thread table), BACKEND.
+# Needs perf (linux-perf) unless PERF=0. Thread names: tokio-runtime-w (network, codec, edge,
 # authoriser), ledger-sqlite (the SQLite writer), ledger-wal (WAL copy-back),
 # sqlx-sqlite-* (pooled reads, the projector on SQLite).
 set -euo pipefail
@@ -16,6 +19,8 @@ source "$(dirname "$0")/common.sh"
 mg_init profile
 
 DURATION="${DURATION:-20}"
+RATE="${RATE:-}"
+PERF="${PERF:-1}"
 mg_database "${BACKEND:-sqlite}"
 mg_province "${FAMILIES:-10000}"
 
@@ -36,12 +41,16 @@ thread_table() {
 }
 
 mg_start switch
-mg_loadgen_bg "$WORK/switch.json" --duration-s "$DURATION" --connections 8 --depth 32
+mg_loadgen_bg "$WORK/switch.json" --duration-s "$DURATION" --connections 8 --depth 32 ${RATE:+--rate "$RATE"}
 sleep 2
 switch_before="$(cpu_s "$SERVER_PID")"
 threads "$SERVER_PID" >"$WORK/switch.threads.before"
 threads "$LOADGEN_PID" >"$WORK/loadgen.threads.before"
-perf record -F 499 -g -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep $((DURATION - 4)) 2>"$WORK/perf.err" >/dev/null
+if [[ "$PERF" == 0 ]]; then
+  sleep $((DURATION - 4))
+else
+  perf record -F 499 -g -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep $((DURATION - 4)) 2>"$WORK/perf.err" >/dev/null
+fi
 switch_after="$(cpu_s "$SERVER_PID")"
 threads "$SERVER_PID" >"$WORK/switch.threads.after"
 threads "$LOADGEN_PID" >"$WORK/loadgen.threads.after"
@@ -49,13 +58,14 @@ loadgen_cpu="$(cpu_s "$LOADGEN_PID")"
 mg_wait "$LOADGEN_PID"
 mg_terminate
 
-echo "multiguna profile: $(git describe --always --dirty 2>/dev/null || echo '?'), ${BACKEND:-sqlite}, $FAMILIES families, closed loop 8 x 32, ${DURATION} s"
-echo "throughput: $(mg_json "$WORK/switch.json" "r['throughput_per_s']") req/s"
+echo "multiguna profile: $(git describe --always --dirty 2>/dev/null || echo '?'), ${BACKEND:-sqlite}, $FAMILIES families, 8 x 32, ${RATE:+open loop $RATE/s, }${DURATION} s$([[ "$PERF" == 0 ]] || echo ', under perf')"
+echo "throughput: $(mg_json "$WORK/switch.json" "r['throughput_per_s']") req/s; latency ms p50 $(mg_json "$WORK/switch.json" "r['latency_ms']['p50']"), p99 $(mg_json "$WORK/switch.json" "r['latency_ms']['p99']"), p99.9 $(mg_json "$WORK/switch.json" "r['latency_ms']['p999']")"
 echo "switch CPU over the $((DURATION - 4)) s recorded: $(awk -v a="$switch_before" -v b="$switch_after" 'BEGIN { print b - a }') s; load generator, whole run: $loadgen_cpu s"
 echo "-- CPU and run-queue wait by thread over the recording (a thread waiting for a core"
 echo "   as long as it runs: the machine is saturated, whatever the idle time says)"
 thread_table "$WORK/switch.threads.before" "$WORK/switch.threads.after" switch
 thread_table "$WORK/loadgen.threads.before" "$WORK/loadgen.threads.after" loadgen
+[[ "$PERF" == 0 ]] && exit 0
 echo "-- switch samples by thread"
 perf report -i "$WORK/perf.data" --no-children --sort comm --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
 echo "-- switch top functions"
