@@ -514,3 +514,53 @@ fn a_failed_pipelined_batch_takes_the_rest_of_its_epoch_with_it() {
         });
     }
 }
+
+/// A writer whose loop ends by a panic (a bug: in a commit or a release) says so on the
+/// stage, so the authoriser can answer what is staged and start another instead of
+/// leaving those answers waiting for ever.
+#[test]
+fn a_writer_that_panics_says_it_is_gone() {
+    use multiguna::ledger::pipeline::{Pipeline, Release};
+    use multiguna::ledger::{Db, TransferRow};
+    for db in backends() {
+        runtime().block_on(async {
+            let ledger = Db::connect(&db.url).await.expect("connect");
+            ledger.migrate().await.expect("migrate");
+            let release: Release<u32> = Box::new(|_, _| panic!("injected panic in a release"));
+            let pipeline = Pipeline::start(&ledger, "test", release);
+            assert!(!pipeline.stage().writer_gone(), "{}", db.name);
+            {
+                let mut staging = pipeline.stage();
+                let row = TransferRow {
+                    kind: "test".into(),
+                    at_ms: 1_795_400_000_000,
+                    ..TransferRow::default()
+                };
+                staging.batch().push(row, &[(1, -100), (2, 100)]);
+                staging.waiting().push(1);
+                staging.mark(0, 1);
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !pipeline.stage().writer_gone() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{}: the writer's end was not reported",
+                    db.name
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            // The commit was done before the release panicked: it is in the ledger.
+            let row: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM transfers WHERE kind = 'test'")
+                .fetch_one(&ledger.pool)
+                .await
+                .expect("count");
+            assert_eq!(row.0, 1, "{}", db.name);
+            // Draining does not wait for a writer that is gone.
+            tokio::time::timeout(std::time::Duration::from_secs(5), pipeline.drained())
+                .await
+                .expect("drained returns");
+            drop(pipeline);
+            ledger.close().await;
+        });
+    }
+}

@@ -355,17 +355,23 @@ impl Authoriser {
 
     /// When the writer has reported a failed commit of this epoch: what is staged was
     /// decided on its effects and is answered 91, the next epoch begins, and the state
-    /// is stale until rebuilt from the ledger.
+    /// is stale until rebuilt from the ledger. When the writer itself is gone (a panic:
+    /// a bug), the same, with a new writer.
     fn take_failure(&mut self) {
-        let staged = {
+        let (staged, gone) = {
             let mut staging = self.pipeline.stage();
-            if staging.failed_epoch() != Some(self.epoch) {
+            let gone = staging.writer_gone();
+            if staging.failed_epoch() != Some(self.epoch) && !gone {
                 return;
             }
             self.epoch += 1;
             staging.batch().clear();
-            std::mem::take(staging.waiting())
+            (std::mem::take(staging.waiting()), gone)
         };
+        if gone {
+            tracing::error!("the ledger writer stopped; starting a new one");
+            self.pipeline = Pipeline::start(&self.db, "switch", release(Arc::clone(&self.health)));
+        }
         self.stale = true;
         self.health.ledger_writable.store(false, Ordering::Relaxed);
         tracing::error!(

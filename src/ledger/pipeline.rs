@@ -81,6 +81,8 @@ struct Staged<T> {
     /// The authoriser waits for room or idleness: tell it when either comes.
     authoriser_waits: bool,
     closed: bool,
+    /// The writer has stopped (closed, or it panicked): nothing staged will be taken.
+    writer_gone: bool,
 }
 
 impl<T> Staged<T> {
@@ -104,6 +106,7 @@ impl<T: Send + 'static> Pipeline<T> {
                 failed_epoch: None,
                 authoriser_waits: false,
                 closed: false,
+                writer_gone: false,
             }),
             to_writer: Notify::new(),
             to_authoriser: Notify::new(),
@@ -156,12 +159,13 @@ impl<T: Send + 'static> Pipeline<T> {
         self.stage.to_authoriser.notified().await;
     }
 
-    /// Waits until nothing is staged and nothing is at the writer.
+    /// Waits until nothing is staged and nothing is at the writer (or the writer is
+    /// gone).
     pub async fn drained(&self) {
         loop {
             {
                 let mut staged = lock(&self.stage.staged);
-                if staged.is_empty() && !staged.writing {
+                if (staged.is_empty() && !staged.writing) || staged.writer_gone {
                     return;
                 }
                 staged.authoriser_waits = true;
@@ -208,6 +212,11 @@ impl<T> Staging<'_, T> {
     pub fn failed_epoch(&self) -> Option<u64> {
         self.staged.failed_epoch
     }
+
+    /// The writer has stopped: what is staged will never be written or answered by it.
+    pub fn writer_gone(&self) -> bool {
+        self.staged.writer_gone
+    }
 }
 
 impl<T> Drop for Staging<'_, T> {
@@ -244,9 +253,25 @@ impl Writer {
     }
 }
 
+/// Tells the authoriser when the writer's loop ends, however it ends: a panic in a
+/// commit or a release unwinds through here, and the answers staged behind it would
+/// otherwise wait for ever.
+struct WriterGone<'a, T>(&'a Stage<T>);
+
+impl<T> Drop for WriterGone<'_, T> {
+    fn drop(&mut self) {
+        lock(&self.0.staged).writer_gone = true;
+        self.0.to_authoriser.notify_one();
+    }
+}
+
 /// The writer's loop: take what is staged, write it, release its answers; wait only
 /// when nothing is staged.
-async fn run<T>(stage: Arc<Stage<T>>, mut writer: Writer, mut release: Release<T>) {
+async fn run<T>(stage: Arc<Stage<T>>, writer: Writer, release: Release<T>) {
+    let _gone = WriterGone(&stage);
+    // Declared after the guard, so dropped before it: the writer's connection (and any
+    // transaction a panic left open) is gone by the time the authoriser hears of it.
+    let (mut writer, mut release) = (writer, release);
     let mut failed = FailedEpoch::default();
     // The buffers of the batch in hand, swapped with the stage's (reused, not freed).
     let mut batch = Batch::default();
