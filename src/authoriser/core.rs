@@ -451,14 +451,18 @@ impl Core {
             balances: std::mem::take(&mut outcome.balances),
         };
         let business_day = self.policy.calendar.business_day(now);
-        let row = self.transfer_row(request, &outcome, &response, business_day, now);
+        let idx = batch.push_reusing(outcome.legs.as_slice(), |row| {
+            self.fill_transfer_row(row, request, &outcome, &response, business_day, now)
+        });
         if outcome.pin_locked {
-            batch
-                .card_events
-                .push((row.card_sha.clone(), "pin_locked".to_string()));
+            let card_sha = usize::try_from(idx)
+                .ok()
+                .and_then(|i| batch.transfers.get(i))
+                .map(|row| row.card_sha.clone())
+                .unwrap_or_default();
+            batch.card_events.push((card_sha, "pin_locked".to_string()));
         }
         batch.card_events.extend(outcome.card_events);
-        batch.push(row, outcome.legs.as_slice());
         let rrn = request.rrn.as_ref().map(|rrn| {
             self.state
                 .digester
@@ -484,47 +488,90 @@ impl Core {
         response
     }
 
-    /// The ledger row of a decision: the request's key, what was decided and for whom.
-    fn transfer_row(
+    /// The ledger row of a decision, written into `row` (a spare row of the batch: its
+    /// strings' buffers are reused): the request's key, what was decided and for whom.
+    fn fill_transfer_row(
         &self,
+        row: &mut TransferRow,
         request: &Request,
         outcome: &Outcome,
         response: &Response,
         business_day: u32,
         now: TimestampMs,
-    ) -> TransferRow {
+    ) {
         let card = outcome.card.map(|c| &self.state.cards[c as usize]);
         let wallet = card.map(|c| &self.state.wallets[c.wallet as usize]);
         let programme = wallet.map(|w| &self.policy.programmes[w.programme as usize]);
-        let channel = programme
+        let channel_name = programme
             .zip(outcome.channel)
-            .map(|(p, c)| p.channels[c as usize].name.clone());
-        TransferRow {
-            kind: outcome.kind.to_string(),
-            mti: request.mti.clone(),
-            rc: response.code.as_str().to_string(),
-            approval: response.approval_code.clone().unwrap_or_default(),
-            acquirer: request.key.acquirer.clone(),
-            terminal: request.key.terminal.clone(),
-            stan: request.key.stan.clone(),
-            transmitted: request.key.transmitted.clone(),
-            rrn: request.rrn.clone().unwrap_or_default(),
-            content_sha: hex::encode(request.content_sha),
-            card_sha: card.map(|c| c.card_sha_hex()).unwrap_or_default(),
-            family_id: wallet.map(|w| w.family_id.to_string()).unwrap_or_default(),
-            programme_id: programme.map(|p| p.id.clone()).unwrap_or_default(),
-            channel: channel.unwrap_or_default(),
-            purse: outcome
-                .purse
-                .map(|p| p.name().to_string())
-                .unwrap_or_default(),
-            amount_minor: outcome.amount_minor,
-            acceptor: request.acceptor_id.clone().unwrap_or_default(),
-            reference: outcome.reference.clone(),
-            business_day: i64::from(business_day),
-            at_ms: now.0,
-            balances: response.balances_text(),
-            ..TransferRow::default()
+            .map(|(p, c)| p.channels[c as usize].name.as_str());
+        // Every field named, none left with an earlier row's value: a field added to
+        // the row does not compile here until it is set.
+        let TransferRow {
+            batch_seq,
+            idx,
+            kind,
+            mti,
+            rc,
+            approval,
+            acquirer,
+            terminal,
+            stan,
+            transmitted,
+            rrn,
+            content_sha,
+            card_sha,
+            family_id,
+            programme_id,
+            channel,
+            purse,
+            amount_minor,
+            acceptor,
+            reference,
+            business_day: day,
+            at_ms,
+            balances,
+        } = row;
+        *batch_seq = 0;
+        *idx = 0;
+        set(kind, outcome.kind);
+        set(mti, &request.mti);
+        set(rc, response.code.as_str());
+        set(approval, response.approval_code.as_deref().unwrap_or(""));
+        set(acquirer, &request.key.acquirer);
+        set(terminal, &request.key.terminal);
+        set(stan, &request.key.stan);
+        set(transmitted, &request.key.transmitted);
+        set(rrn, request.rrn.as_deref().unwrap_or(""));
+        set_hex(content_sha, Some(&request.content_sha));
+        set_hex(card_sha, card.map(|c| &c.card_sha));
+        set(family_id, wallet.map_or("", |w| &*w.family_id));
+        set(programme_id, programme.map_or("", |p| p.id.as_str()));
+        set(channel, channel_name.unwrap_or(""));
+        set(purse, outcome.purse.map_or("", |p| p.name()));
+        *amount_minor = outcome.amount_minor;
+        set(acceptor, request.acceptor_id.as_deref().unwrap_or(""));
+        set(reference, &outcome.reference);
+        *day = i64::from(business_day);
+        *at_ms = now.0;
+        response.write_balances_text(balances);
+    }
+}
+
+/// `field` = `value`, in the buffer it has.
+fn set(field: &mut String, value: &str) {
+    field.clear();
+    field.push_str(value);
+}
+
+/// `field` = the lowercase hex of `bytes` (as `hex::encode`), or empty, in the buffer it
+/// has.
+fn set_hex(field: &mut String, bytes: Option<&[u8; 32]>) {
+    field.clear();
+    if let Some(bytes) = bytes {
+        let mut text = [0u8; 64];
+        if hex::encode_to_slice(bytes, &mut text).is_ok() {
+            field.push_str(std::str::from_utf8(&text).unwrap_or_default());
         }
     }
 }

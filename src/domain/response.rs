@@ -135,18 +135,26 @@ impl Response {
     /// The compact form the ledger keeps so a retry gets the same F54 byte for byte:
     /// `PPTTSAMOUNT` entries joined by `;` (purse, type, sign, minor units).
     pub fn balances_text(&self) -> String {
-        self.balances
-            .iter()
-            .map(|b| {
-                format!(
-                    "{}{}{}",
-                    b.purse.code(),
-                    b.amount_type.code(),
-                    b.amount_minor
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(";")
+        let mut text = String::new();
+        self.write_balances_text(&mut text);
+        text
+    }
+
+    /// `balances_text` into `out`, replacing what it held (its buffer is reused).
+    pub fn write_balances_text(&self, out: &mut String) {
+        use std::fmt::Write;
+        out.clear();
+        for (i, b) in self.balances.iter().enumerate() {
+            let separator = if i == 0 { "" } else { ";" };
+            // Writing to a String cannot fail.
+            let _ = write!(
+                out,
+                "{separator}{}{}{}",
+                b.purse.code(),
+                b.amount_type.code(),
+                b.amount_minor
+            );
+        }
     }
 
     pub fn parse_balances_text(text: &str) -> Vec<Balance> {

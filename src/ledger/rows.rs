@@ -41,6 +41,9 @@ pub struct EntryRow {
     pub amount_minor: i64,
 }
 
+/// Cleared rows a batch keeps for its next ones, at most.
+const SPARE_ROWS_MAX: usize = 4_096;
+
 /// What one database transaction appends.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
@@ -48,6 +51,11 @@ pub struct Batch {
     pub entries: Vec<EntryRow>,
     /// Card events decided by the switch itself (a PIN locked by wrong tries).
     pub card_events: Vec<(String, String)>,
+    /// Rows cleared from `transfers`, their strings' buffers kept for the next rows
+    /// (`push_reusing`): the switch's batch buffers go round between the authoriser
+    /// and the writer, and a row's eighteen strings allocated on one thread and freed
+    /// on the other were most of the switch's time in malloc (docs/performance.md).
+    pub(crate) spare: Vec<TransferRow>,
 }
 
 impl Batch {
@@ -56,9 +64,25 @@ impl Batch {
     }
 
     pub fn clear(&mut self) {
+        let keep = SPARE_ROWS_MAX.saturating_sub(self.spare.len());
+        let kept = self.transfers.len().min(keep);
+        self.spare.extend(self.transfers.drain(..kept));
         self.transfers.clear();
         self.entries.clear();
         self.card_events.clear();
+    }
+
+    /// Appends a transfer written by `fill` into a spare row (or a new one), with its
+    /// entries; returns its index in the batch. `fill` must set every field: the row
+    /// may hold an earlier batch's values.
+    pub fn push_reusing(
+        &mut self,
+        legs: &[(i64, i64)],
+        fill: impl FnOnce(&mut TransferRow),
+    ) -> i32 {
+        let mut row = self.spare.pop().unwrap_or_default();
+        fill(&mut row);
+        self.push(row, legs)
     }
 
     /// Appends a transfer with its entries; returns its index in the batch.
@@ -94,5 +118,46 @@ impl Batch {
             Some(i) => Err(format!("transfer {i} of the batch does not balance")),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleared_rows_are_reused_and_their_number_bounded() {
+        let mut batch = Batch::default();
+        for _ in 0..3 {
+            batch.push(
+                TransferRow {
+                    kind: "purchase".into(),
+                    ..TransferRow::default()
+                },
+                &[(1, -5), (2, 5)],
+            );
+        }
+        batch.clear();
+        assert!(batch.is_empty() && batch.entries.is_empty());
+        assert_eq!(batch.spare.len(), 3);
+        let idx = batch.push_reusing(&[(3, -7), (4, 7)], |row| {
+            assert_eq!(row.kind, "purchase", "a spare row holds its old values");
+            row.kind.clear();
+            row.kind.push_str("refund");
+        });
+        assert_eq!(idx, 0);
+        assert_eq!(batch.transfers[0].kind, "refund");
+        assert_eq!(batch.entries.len(), 2);
+        assert_eq!(batch.spare.len(), 2);
+        batch.check_balanced().expect("balanced");
+
+        let mut big = Batch::default();
+        for _ in 0..SPARE_ROWS_MAX + 10 {
+            big.push(TransferRow::default(), &[]);
+        }
+        big.clear();
+        assert_eq!(big.spare.len(), SPARE_ROWS_MAX);
+        big.clear();
+        assert_eq!(big.spare.len(), SPARE_ROWS_MAX);
     }
 }

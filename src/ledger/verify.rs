@@ -60,6 +60,7 @@ pub async fn verify(db: &Db) -> Result<VerifyReport, LedgerError> {
             ));
         }
         let readback = Batch {
+            spare: Vec::new(),
             transfers,
             entries,
             card_events: Vec::new(),
