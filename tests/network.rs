@@ -202,3 +202,48 @@ fn hundreds_of_idle_connections_do_not_slow_an_active_one() {
         drop(idle);
     });
 }
+
+/// The switch outlives whoever read its start lines: with its standard output closed
+/// (a supervisor that stopped reading, `serve | head -2`) it still serves, stops on
+/// SIGTERM and exits 0, where `println!` of its closing line used to panic.
+#[test]
+fn a_closed_stdout_does_not_stop_the_switch() {
+    let db = backends().into_iter().next().expect("a backend");
+    let cards = db.province(1);
+    let mut child = std::process::Command::new(common::BIN)
+        .arg("serve")
+        .envs(db.env())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let addr: std::net::SocketAddr = loop {
+        let line = lines.next().expect("a line").expect("read");
+        if let Some(rest) = line.strip_prefix("multiguna: listener iso on ") {
+            break rest.trim().parse().expect("address");
+        }
+    };
+    drop(lines); // the read end closes
+    let answer = runtime().block_on(async {
+        let mut c = IsoClient::connect(addr, Framing::Len2)
+            .await
+            .expect("connect");
+        c.send(&request(&cards[0], SHOP, "5411", "000000", 1_000).build())
+            .await
+            .expect("send");
+        tokio::time::timeout(Duration::from_secs(10), c.receive())
+            .await
+            .expect("answered in time")
+            .expect("answer")
+    });
+    assert_eq!(rc(&answer), "00");
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{}: exit status {status:?}", db.name);
+}

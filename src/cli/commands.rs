@@ -102,13 +102,21 @@ async fn serve(config: Config, echo: bool) -> anyhow::Result<()> {
     crate::server::run(config, echo, shutdown, |bound| {
         // Stable lines scripts and tests read to find the ports.
         for (name, addr) in &bound.listeners {
-            println!("multiguna: listener {name} on {addr}");
+            say(format_args!("multiguna: listener {name} on {addr}"));
         }
-        println!("multiguna: admin on {}", bound.admin);
+        say(format_args!("multiguna: admin on {}", bound.admin));
     })
     .await?;
-    println!("multiguna: stopped");
+    say(format_args!("multiguna: stopped"));
     Ok(())
+}
+
+/// A line on standard output for scripts. The switch outlives whoever read its start
+/// lines: a closed stdout must not stop it (`println!` panics there), so the error is
+/// dropped.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 pub async fn open(config: &Config) -> anyhow::Result<Db> {
