@@ -564,3 +564,43 @@ fn a_writer_that_panics_says_it_is_gone() {
         });
     }
 }
+
+/// A batch whose legs do not sum to zero is refused by the writer itself, on either
+/// backend, and nothing of it is written (the first of the paired assertions; `ledger
+/// verify` is the second).
+#[test]
+fn an_unbalanced_batch_is_refused_and_nothing_is_written() {
+    use multiguna::ledger::{Batch, Db, LedgerWriter, TransferRow};
+    for db in backends() {
+        runtime().block_on(async {
+            let ledger = Db::connect(&db.url).await.expect("connect");
+            ledger.migrate().await.expect("migrate");
+            let mut batch = Batch::default();
+            let row = TransferRow {
+                kind: "test".into(),
+                at_ms: 1_795_400_000_000,
+                ..TransferRow::default()
+            };
+            batch.push(row, &[(1, -100), (2, 99)]);
+            let mut writer = LedgerWriter::new(ledger.clone(), "test");
+            let err = writer.commit(&mut batch, 1).await.expect_err("refused");
+            assert!(
+                err.to_string().contains("does not balance"),
+                "{}: {err}",
+                db.name
+            );
+            assert_eq!(
+                batch.transfers.len(),
+                1,
+                "{}: the batch comes back",
+                db.name
+            );
+            let row: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM transfers WHERE kind = 'test'")
+                .fetch_one(&ledger.pool)
+                .await
+                .expect("count");
+            assert_eq!(row.0, 0, "{}", db.name);
+            ledger.close().await;
+        });
+    }
+}

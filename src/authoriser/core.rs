@@ -451,16 +451,15 @@ impl Core {
             balances: std::mem::take(&mut outcome.balances),
         };
         let business_day = self.policy.calendar.business_day(now);
-        let idx = batch.push_reusing(outcome.legs.as_slice(), |row| {
+        batch.push_reusing(outcome.legs.as_slice(), |row| {
             self.fill_transfer_row(row, request, &outcome, &response, business_day, now)
         });
         if outcome.pin_locked {
-            let card_sha = usize::try_from(idx)
-                .ok()
-                .and_then(|i| batch.transfers.get(i))
-                .map(|row| row.card_sha.clone())
-                .unwrap_or_default();
-            batch.card_events.push((card_sha, "pin_locked".to_string()));
+            // The card's hash as the row just written holds it.
+            let card_sha = batch.transfers.last().map(|row| row.card_sha.clone());
+            batch
+                .card_events
+                .push((card_sha.unwrap_or_default(), "pin_locked".to_string()));
         }
         batch.card_events.extend(outcome.card_events);
         let rrn = request.rrn.as_ref().map(|rrn| {

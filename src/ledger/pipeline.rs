@@ -122,6 +122,9 @@ impl<T: Send + 'static> Pipeline<T> {
                     });
                 if let Err(e) = started {
                     tracing::error!(error = %e, "cannot start the SQLite writer thread");
+                    // Nothing will take what is staged: the authoriser answers it and
+                    // tries another writer.
+                    lock(&stage.staged).writer_gone = true;
                 }
             }
             None => {
@@ -244,10 +247,7 @@ enum Writer {
 impl Writer {
     async fn commit(&mut self, batch: &mut Batch, now_ms: i64) -> Result<(), LedgerError> {
         match self {
-            Writer::Sqlite(ledger, source) => {
-                batch.check_balanced().map_err(LedgerError::Invariant)?;
-                ledger.commit(batch, source, now_ms).map(drop)
-            }
+            Writer::Sqlite(ledger, source) => ledger.commit(batch, source, now_ms).map(drop),
             Writer::Sql(writer) => writer.commit(batch, now_ms).await.map(drop),
         }
     }

@@ -104,13 +104,14 @@ impl SqliteLedger {
         }
     }
 
-    /// Writes `batch` durably or not at all.
+    /// Writes `batch` durably or not at all; one that does not balance is refused.
     pub(super) fn commit(
         &mut self,
         batch: &Batch,
         source: &str,
         now_ms: i64,
     ) -> Result<Committed, LedgerError> {
+        batch.check_balanced().map_err(LedgerError::Invariant)?;
         if self.conn.is_none() {
             self.conn = open(&self.path)
                 .map_err(|e| tracing::error!(error = %e, "SQLite ledger open failed"))
