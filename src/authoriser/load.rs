@@ -66,23 +66,30 @@ async fn load_in_snapshot(
     // The first read: on SQLite it fixes this connection's snapshot, which is older than
     // the bulk read's, so every card or account the rows below name is in the bulk.
     let head = db.last_batch_seq(conn).await?;
-    let (bulk_head, mut state, rest) = match db.sqlite_path() {
+    let sqlite = db.sqlite_path();
+    // On SQLite the idempotency window is streamed below, on a read-only connection;
+    // PostgreSQL reads it here, whole.
+    let whole_window = sqlite.is_none();
+    let (bulk_head, mut state, rest, decisions) = match sqlite {
         Some(path) => {
             // The bulk on a thread of its own while this connection reads the rest: the
-            // two take about as long, and there are two cores.
+            // two take about as long, and there are two cores. The decisions are read
+            // on a third, ahead of their replay by at most a channel's worth.
             let builder = Builder::new(Arc::clone(policy));
-            let bulk = tokio::task::spawn_blocking(move || builder.read_sqlite(&path));
-            let rest = read_rest(db, conn, policy, now, head).await;
+            let bulk_path = path.clone();
+            let bulk = tokio::task::spawn_blocking(move || builder.read_sqlite(&bulk_path));
+            let decisions = DecisionStream::start(path, window_start_ms(policy, now));
+            let rest = read_rest(db, conn, policy, now, head, whole_window).await;
             let (bulk_head, state) = bulk
                 .await
                 .map_err(|e| LedgerError::Invariant(format!("start-up read thread: {e}")))??;
-            (bulk_head, state, rest?)
+            (bulk_head, state, rest?, Some(decisions))
         }
         None => {
             let mut builder = Builder::new(Arc::clone(policy));
             let bulk_head = bulk::read_any(conn, &mut builder).await?;
-            let rest = read_rest(db, conn, policy, now, head).await?;
-            (bulk_head, builder.state, rest)
+            let rest = read_rest(db, conn, policy, now, head, whole_window).await?;
+            (bulk_head, builder.state, rest, None)
         }
     };
     if bulk_head != head {
@@ -90,19 +97,84 @@ async fn load_in_snapshot(
     }
     state.cursor.batch_seq = head;
     add_providers(&mut state, &rest.providers);
+    // Before the decisions: a PIN unlock resets the tries counted before it.
     apply_card_events(&mut state, &rest.card_events);
     for (purse_account, acquirer_account, to_acquirer) in rest.refundable {
         state
             .refundable
             .insert((purse_account, acquirer_account), to_acquirer);
     }
-    super::replay::recent(&mut state, policy, &rest.transfers, &rest.entries, now);
+    match decisions {
+        Some(decisions) => {
+            let today = policy.calendar.business_day(now);
+            let replay_policy = Arc::clone(policy);
+            let replayed = tokio::task::spawn_blocking(move || {
+                let head = decisions.replay(|row, legs| {
+                    super::replay::decision(&mut state, &replay_policy, row, legs, today)
+                });
+                head.map(|head| (head, state))
+            });
+            let (decisions_head, replayed_state) = replayed
+                .await
+                .map_err(|e| LedgerError::Invariant(format!("start-up read thread: {e}")))??;
+            if decisions_head != head {
+                return Ok(None);
+            }
+            state = replayed_state;
+        }
+        None => {
+            super::replay::recent(&mut state, policy, &rest.transfers, &rest.entries, now);
+        }
+    }
     super::replay::holds(&mut state, policy, &rest.hold_rows);
     Ok(Some(state))
 }
 
-/// What start-up reads besides the bulk: few rows, except right after a tranche (the
-/// idempotency window's transfers).
+/// The idempotency window's decisions on SQLite, read on a thread of their own while the
+/// bulk is, and replayed once the state they apply to is built. The channel bounds what
+/// is read ahead: the window can hold millions of decisions.
+struct DecisionStream {
+    rows: std::sync::mpsc::Receiver<(TransferRow, Vec<(i64, i64)>)>,
+    reader: tokio::task::JoinHandle<Result<i64, LedgerError>>,
+}
+
+/// Decisions read ahead of their replay, at most.
+const DECISIONS_AHEAD_MAX: usize = 8_192;
+
+impl DecisionStream {
+    fn start(path: std::path::PathBuf, since_ms: i64) -> DecisionStream {
+        let (tx, rows) = std::sync::mpsc::sync_channel(DECISIONS_AHEAD_MAX);
+        let reader = tokio::task::spawn_blocking(move || {
+            // A send fails only when the replay is gone: stop reading.
+            bulk::read_sqlite_decisions(&path, since_ms, |row, legs| {
+                tx.send((row.clone(), legs.to_vec())).is_ok()
+            })
+        });
+        DecisionStream { rows, reader }
+    }
+
+    /// Blocking: hands every decision to `replay`, in ledger order; returns the ledger
+    /// head the reader's snapshot saw.
+    fn replay(
+        self,
+        mut replay: impl FnMut(&TransferRow, &[(i64, i64)]),
+    ) -> Result<i64, LedgerError> {
+        for (row, legs) in &self.rows {
+            replay(&row, &legs);
+        }
+        drop(self.rows);
+        futures::executor::block_on(self.reader)
+            .map_err(|e| LedgerError::Invariant(format!("start-up read thread: {e}")))?
+    }
+}
+
+/// The idempotency window's first millisecond.
+fn window_start_ms(policy: &Policy, now: TimestampMs) -> i64 {
+    now.0 - policy.idempotency_window_ms
+}
+
+/// What start-up reads besides the bulk: few rows, except the idempotency window's
+/// decisions on PostgreSQL (on SQLite they are streamed).
 struct Rest {
     providers: Vec<ProviderRow>,
     card_events: Vec<CardEventRow>,
@@ -118,8 +190,9 @@ async fn read_rest(
     policy: &Policy,
     now: TimestampMs,
     head: i64,
+    whole_window: bool,
 ) -> Result<Rest, LedgerError> {
-    let since_ms = now.0 - policy.idempotency_window_ms;
+    let since_ms = window_start_ms(policy, now);
     let hold_ttl_max_ms = policy
         .programmes
         .iter()
@@ -130,8 +203,14 @@ async fn read_rest(
         providers: db.providers_since(conn, 0).await?,
         card_events: db.card_events_since(conn, 0).await?,
         refundable: db.refundable(conn, head).await?,
-        transfers: db.transfers_since(conn, since_ms).await?,
-        entries: db.entries_since(conn, since_ms).await?,
+        transfers: match whole_window {
+            true => db.transfers_since(conn, since_ms).await?,
+            false => Vec::new(),
+        },
+        entries: match whole_window {
+            true => db.entries_since(conn, since_ms).await?,
+            false => Vec::new(),
+        },
         hold_rows: db
             .hold_rows_since(conn, now.0.saturating_sub(hold_ttl_max_ms))
             .await?,

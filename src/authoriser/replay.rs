@@ -12,6 +12,8 @@ use crate::domain::time::TimestampMs;
 use crate::ledger::TransferRow;
 use crate::policy::Policy;
 
+/// Replays decisions read whole (PostgreSQL): the rows, and their entries as
+/// (batch_seq, transfer_idx, account, amount).
 pub(super) fn recent(
     state: &mut State,
     policy: &Policy,
@@ -27,12 +29,24 @@ pub(super) fn recent(
     }
     let today = policy.calendar.business_day(now);
     for row in transfers {
-        let Some(group) = group_of_mti(&row.mti) else {
-            continue; // disbursements and other movements have no request key
-        };
         let row_legs = legs.remove(&(row.batch_seq, row.idx)).unwrap_or_default();
-        replay_row(state, policy, group, row, row_legs, today);
+        decision(state, policy, row, &row_legs, today);
     }
+}
+
+/// Replays one decided message with its legs, in ledger order: the streaming reader
+/// (SQLite) calls it row by row, `recent` for rows read whole.
+pub(super) fn decision(
+    state: &mut State,
+    policy: &Policy,
+    row: &TransferRow,
+    legs: &[(i64, i64)],
+    today: u32,
+) {
+    let Some(group) = group_of_mti(&row.mti) else {
+        return; // disbursements and other movements have no request key
+    };
+    replay_row(state, policy, group, row, legs, today);
 }
 
 fn group_of_mti(mti: &str) -> Option<KeyGroup> {
@@ -47,7 +61,7 @@ fn replay_row(
     policy: &Policy,
     group: KeyGroup,
     row: &TransferRow,
-    legs: Vec<(i64, i64)>,
+    legs: &[(i64, i64)],
     today: u32,
 ) {
     let key = state.digester.key(group, &key_of(row));
@@ -87,7 +101,7 @@ fn replay_row(
         channel,
         business_day: day,
         amount_minor: row.amount_minor,
-        legs: Legs::from_slice(&legs),
+        legs: Legs::from_slice(legs),
         reversed: false,
         counted,
         at_ms: row.at_ms,

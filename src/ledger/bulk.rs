@@ -11,7 +11,8 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, Row};
 use sqlx::AnyConnection;
 
-use super::LedgerError;
+use super::read::{DECISIONS_SINCE, ENTRIES_SINCE, TRANSFER_SELECT};
+use super::{LedgerError, TransferRow};
 
 /// How many rows the tables hold (at most), so the state can be sized once.
 #[derive(Debug, Clone, Copy, Default)]
@@ -85,11 +86,7 @@ const CARDS: &str = "SELECT seq, card_sha, family_id, expiry, pin_offset FROM ca
 /// Reads a SQLite ledger in one read transaction of a read-only connection; returns the
 /// ledger head (last batch) that snapshot saw.
 pub fn read_sqlite(path: &Path, sink: &mut impl BulkSink) -> Result<i64, LedgerError> {
-    let mut conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mut conn = open_read_only(path)?;
     // Deferred: the snapshot is taken at the first read, the head, and holds to the end.
     let tx = conn.transaction()?;
     let head: i64 = tx.query_row(HEAD, [], |r| r.get(0))?;
@@ -139,6 +136,121 @@ pub fn read_sqlite(path: &Path, sink: &mut impl BulkSink) -> Result<i64, LedgerE
         "bulk read of the SQLite ledger"
     );
     Ok(head)
+}
+
+/// Streams the decisions at or after `since_ms` (the idempotency window), each with its
+/// legs, to `visit`, in ledger order, in one read transaction of a read-only connection,
+/// until `visit` says stop (`false`); returns the ledger head it saw. One row buffer is
+/// reused: memory does not grow with the window (a day of traffic can be millions of
+/// decisions; the generic driver took ~19 µs a row, 21 s for 841,043 of them after a
+/// loaded run).
+pub fn read_sqlite_decisions(
+    path: &Path,
+    since_ms: i64,
+    mut visit: impl FnMut(&TransferRow, &[(i64, i64)]) -> bool,
+) -> Result<i64, LedgerError> {
+    let mut conn = open_read_only(path)?;
+    let tx = conn.transaction()?;
+    let head: i64 = tx.query_row(HEAD, [], |r| r.get(0))?;
+    // Two cursors in the same snapshot, in the same order: a merge, not a map of legs.
+    let mut transfers = tx.prepare(&format!("{TRANSFER_SELECT}{DECISIONS_SINCE}"))?;
+    let mut transfer_rows = transfers.query([since_ms])?;
+    let mut entries = tx.prepare(ENTRIES_SINCE)?;
+    let mut entry_rows = entries.query([since_ms])?;
+    let mut next_entry = next_leg(&mut entry_rows)?;
+    let mut row = TransferRow::default();
+    let mut legs: Vec<(i64, i64)> = Vec::new();
+    while let Some(r) = transfer_rows.next()? {
+        fill_transfer(r, &mut row)?;
+        legs.clear();
+        while let Some((batch_seq, idx, account_id, amount_minor)) = next_entry {
+            if (batch_seq, idx) > (row.batch_seq, row.idx) {
+                break;
+            }
+            if (batch_seq, idx) == (row.batch_seq, row.idx) {
+                legs.push((account_id, amount_minor));
+            }
+            next_entry = next_leg(&mut entry_rows)?;
+        }
+        if !visit(&row, &legs) {
+            break;
+        }
+    }
+    Ok(head)
+}
+
+fn next_leg(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Option<(i64, i32, i64, i64)>> {
+    rows.next()?
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .transpose()
+}
+
+/// A row of [`TRANSFER_SELECT`] into `row`, reusing its strings' buffers.
+fn fill_transfer(r: &Row<'_>, row: &mut TransferRow) -> rusqlite::Result<()> {
+    let set = |field: &mut String, column: usize| -> rusqlite::Result<()> {
+        field.clear();
+        field.push_str(text(r, column)?);
+        Ok(())
+    };
+    let TransferRow {
+        batch_seq,
+        idx,
+        kind,
+        mti,
+        rc,
+        approval,
+        acquirer,
+        terminal,
+        stan,
+        transmitted,
+        rrn,
+        content_sha,
+        card_sha,
+        family_id,
+        programme_id,
+        channel,
+        purse,
+        amount_minor,
+        acceptor,
+        reference,
+        business_day,
+        at_ms,
+        balances,
+    } = row;
+    *batch_seq = r.get(0)?;
+    *idx = r.get(1)?;
+    set(kind, 2)?;
+    set(mti, 3)?;
+    set(rc, 4)?;
+    set(approval, 5)?;
+    set(acquirer, 6)?;
+    set(terminal, 7)?;
+    set(stan, 8)?;
+    set(transmitted, 9)?;
+    set(rrn, 10)?;
+    set(content_sha, 11)?;
+    set(card_sha, 12)?;
+    set(family_id, 13)?;
+    set(programme_id, 14)?;
+    set(channel, 15)?;
+    set(purse, 16)?;
+    *amount_minor = r.get(17)?;
+    set(acceptor, 18)?;
+    set(reference, 19)?;
+    *business_day = r.get(20)?;
+    *at_ms = r.get(21)?;
+    set(balances, 22)?;
+    Ok(())
+}
+
+/// A read-only connection of a start-up reader's own.
+fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
 }
 
 /// Each account's latest checkpoint balance: the rows come by account, then checkpoint.

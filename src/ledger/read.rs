@@ -71,6 +71,17 @@ pub struct BatchRow {
     pub hash: String,
 }
 
+/// After [`TRANSFER_SELECT`]: the decided messages at or after a time, in ledger order
+/// (not a tranche's disbursements: they have no MTI, no request key, and are millions).
+pub(crate) const DECISIONS_SINCE: &str = " WHERE at_ms >= ? AND mti <> '' ORDER BY batch_seq, idx";
+/// The legs of the decisions above, in the same order. Ordered by the transfer's columns:
+/// that leads SQLite from transfers to their entries, not through every entry (10 M after
+/// a tranche: 7 s instead of 1 s).
+pub(crate) const ENTRIES_SINCE: &str =
+    "SELECT e.batch_seq, e.transfer_idx, e.account_id, e.amount_minor FROM entries e \
+     JOIN transfers t ON t.batch_seq = e.batch_seq AND t.idx = e.transfer_idx \
+     WHERE t.at_ms >= ? AND t.mti <> '' ORDER BY t.batch_seq, t.idx, e.entry_idx";
+
 pub(crate) const TRANSFER_SELECT: &str = "SELECT batch_seq, idx, kind, mti, rc, approval, acquirer, terminal, stan, transmitted, rrn, \
      content_sha, card_sha, family_id, programme_id, channel, purse, amount_minor, acceptor, reference, \
      business_day, at_ms, balances FROM transfers";
@@ -289,10 +300,7 @@ impl Db {
         conn: &mut AnyConnection,
         at_ms: i64,
     ) -> Result<Vec<TransferRow>, LedgerError> {
-        // Only decided messages (they have an MTI): a tranche's millions of disbursement
-        // rows have no request key and would only fill memory.
-        let sql =
-            format!("{TRANSFER_SELECT} WHERE at_ms >= ? AND mti <> '' ORDER BY batch_seq, idx");
+        let sql = format!("{TRANSFER_SELECT}{DECISIONS_SINCE}");
         Ok(sqlx::query_as(&self.sql(&sql))
             .bind(at_ms)
             .fetch_all(&mut *conn)
@@ -317,22 +325,16 @@ impl Db {
 
 impl Db {
     /// Entries of the transfers decided at or after `at_ms`: the legs a reversal of a
-    /// recent transfer undoes. Ordered by the transfer's columns (the same order): that
-    /// leads SQLite from transfers to their entries, not through every entry (10 M after
-    /// a tranche: 7 s instead of 1 s).
+    /// recent transfer undoes, in the order of `transfers_since`.
     pub async fn entries_since(
         &self,
         conn: &mut AnyConnection,
         at_ms: i64,
     ) -> Result<Vec<(i64, i32, i64, i64)>, LedgerError> {
-        Ok(sqlx::query_as(&self.sql(
-            "SELECT e.batch_seq, e.transfer_idx, e.account_id, e.amount_minor FROM entries e \
-             JOIN transfers t ON t.batch_seq = e.batch_seq AND t.idx = e.transfer_idx \
-             WHERE t.at_ms >= ? AND t.mti <> '' ORDER BY t.batch_seq, t.idx, e.entry_idx",
-        ))
-        .bind(at_ms)
-        .fetch_all(&mut *conn)
-        .await?)
+        Ok(sqlx::query_as(&self.sql(ENTRIES_SINCE))
+            .bind(at_ms)
+            .fetch_all(&mut *conn)
+            .await?)
     }
 }
 
