@@ -605,15 +605,15 @@ fn an_unbalanced_batch_is_refused_and_nothing_is_written() {
     }
 }
 
-/// Start-up's streaming read of the idempotency window (SQLite): each decision comes
-/// with its own legs, none with another's; rows older than the window and rows with no
-/// MTI (a tranche's disbursements) are left out; the rows are those the generic reader
-/// returns; the reader stops when told to.
+/// Start-up's streaming reads of the idempotency window (rusqlite on SQLite, sqlx on
+/// either backend): each decision comes with its own legs, none with another's; rows
+/// older than the window and rows with no MTI (a tranche's disbursements) are left out;
+/// both readers give the same rows; the SQLite reader stops when told to.
 #[test]
 fn the_window_is_streamed_with_each_decision_s_own_legs() {
-    use multiguna::ledger::bulk::read_sqlite_decisions;
+    use multiguna::ledger::bulk::{read_any_decisions, read_sqlite_decisions};
     use multiguna::ledger::{Batch, Db, LedgerWriter, TransferRow};
-    let db = sqlite_db();
+    type Seen = (i64, i32, String, Vec<(i64, i64)>);
     let since_ms = 1_795_400_000_000;
     let row = |mti: &str, stan: &str, amount_minor: i64, at_ms: i64| TransferRow {
         kind: if mti.is_empty() {
@@ -629,72 +629,73 @@ fn the_window_is_streamed_with_each_decision_s_own_legs() {
         at_ms,
         ..TransferRow::default()
     };
-    runtime().block_on(async {
-        let ledger = Db::connect(&db.url).await.expect("connect");
-        ledger.migrate().await.expect("migrate");
-        let mut writer = LedgerWriter::new(ledger.clone(), "test");
-        // Before the window: a decision with legs.
-        let mut old = Batch::default();
-        old.push(row("0200", "000001", 5, since_ms - 1), &[(1, -5), (2, 5)]);
-        writer.commit(&mut old, since_ms - 1).await.expect("old");
-        // In the window: a disbursement (no MTI), a decline (no legs), a purchase, a
-        // disbursement again, and a reversal in a second batch.
-        let mut first = Batch::default();
-        first.push(row("", "", 100, since_ms), &[(3, -100), (4, 100)]);
-        first.push(row("0200", "000002", 7, since_ms + 1), &[]);
-        first.push(row("0200", "000003", 9, since_ms + 2), &[(5, -9), (6, 9)]);
-        first.push(row("", "", 200, since_ms + 3), &[(3, -200), (7, 200)]);
-        let first_seq = writer
-            .commit(&mut first, since_ms + 3)
-            .await
-            .expect("first")
-            .batch_seq;
-        let mut second = Batch::default();
-        second.push(row("0400", "000004", 9, since_ms + 4), &[(6, -9), (5, 9)]);
-        let head = writer
-            .commit(&mut second, since_ms + 4)
-            .await
-            .expect("second")
-            .batch_seq;
-
-        let path = ledger.sqlite_path().expect("a SQLite ledger");
-        type Seen = (i64, i32, String, Vec<(i64, i64)>);
-        let mut seen: Vec<Seen> = Vec::new();
-        let read_head = read_sqlite_decisions(&path, since_ms, |r, legs| {
-            seen.push((r.batch_seq, r.idx, r.stan.clone(), legs.to_vec()));
-            true
-        })
-        .expect("stream");
-        assert_eq!(read_head, head);
-        assert_eq!(
-            seen,
-            vec![
+    for db in backends() {
+        runtime().block_on(async {
+            let ledger = Db::connect(&db.url).await.expect("connect");
+            ledger.migrate().await.expect("migrate");
+            let mut writer = LedgerWriter::new(ledger.clone(), "test");
+            // Before the window: a decision with legs.
+            let mut old = Batch::default();
+            old.push(row("0200", "000001", 5, since_ms - 1), &[(1, -5), (2, 5)]);
+            writer.commit(&mut old, since_ms - 1).await.expect("old");
+            // In the window: a disbursement (no MTI), a decline (no legs), a purchase, a
+            // disbursement again, and a reversal in a second batch.
+            let mut first = Batch::default();
+            first.push(row("", "", 100, since_ms), &[(3, -100), (4, 100)]);
+            first.push(row("0200", "000002", 7, since_ms + 1), &[]);
+            first.push(row("0200", "000003", 9, since_ms + 2), &[(5, -9), (6, 9)]);
+            first.push(row("", "", 200, since_ms + 3), &[(3, -200), (7, 200)]);
+            let first_seq = writer
+                .commit(&mut first, since_ms + 3)
+                .await
+                .expect("first")
+                .batch_seq;
+            let mut second = Batch::default();
+            second.push(row("0400", "000004", 9, since_ms + 4), &[(6, -9), (5, 9)]);
+            let head = writer
+                .commit(&mut second, since_ms + 4)
+                .await
+                .expect("second")
+                .batch_seq;
+            let expected: Vec<Seen> = vec![
                 (first_seq, 1, "000002".to_string(), vec![]),
                 (first_seq, 2, "000003".to_string(), vec![(5, -9), (6, 9)]),
                 (head, 0, "000004".to_string(), vec![(6, -9), (5, 9)]),
-            ]
-        );
+            ];
 
-        // The same rows as the generic reader's, field for field.
-        let mut conn = ledger.pool.acquire().await.expect("conn");
-        let whole = ledger
-            .transfers_since(&mut conn, since_ms)
+            let mut conn = ledger.pool.acquire().await.expect("conn");
+            let mut seen: Vec<Seen> = Vec::new();
+            let mut rows: Vec<TransferRow> = Vec::new();
+            read_any_decisions(&mut conn, since_ms, |r, legs| {
+                seen.push((r.batch_seq, r.idx, r.stan.clone(), legs.to_vec()));
+                rows.push(r.clone());
+            })
             .await
-            .expect("rows");
-        let mut streamed = Vec::new();
-        read_sqlite_decisions(&path, since_ms, |r, _| {
-            streamed.push(r.clone());
-            true
-        })
-        .expect("stream");
-        assert_eq!(streamed, whole);
+            .expect("sqlx stream");
+            assert_eq!(seen, expected, "{}", db.name);
 
-        let mut visits = 0;
-        read_sqlite_decisions(&path, since_ms, |_, _| {
-            visits += 1;
-            false
-        })
-        .expect("stopped stream");
-        assert_eq!(visits, 1, "the reader stops when told to");
-    });
+            let Some(path) = ledger.sqlite_path() else {
+                return;
+            };
+            let mut streamed: Vec<Seen> = Vec::new();
+            let mut streamed_rows: Vec<TransferRow> = Vec::new();
+            let read_head = read_sqlite_decisions(&path, since_ms, |r, legs| {
+                streamed.push((r.batch_seq, r.idx, r.stan.clone(), legs.to_vec()));
+                streamed_rows.push(r.clone());
+                true
+            })
+            .expect("rusqlite stream");
+            assert_eq!(read_head, head);
+            assert_eq!(streamed, expected);
+            assert_eq!(streamed_rows, rows, "both readers, field for field");
+
+            let mut visits = 0;
+            read_sqlite_decisions(&path, since_ms, |_, _| {
+                visits += 1;
+                false
+            })
+            .expect("stopped stream");
+            assert_eq!(visits, 1, "the reader stops when told to");
+        });
+    }
 }

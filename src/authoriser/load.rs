@@ -66,11 +66,7 @@ async fn load_in_snapshot(
     // The first read: on SQLite it fixes this connection's snapshot, which is older than
     // the bulk read's, so every card or account the rows below name is in the bulk.
     let head = db.last_batch_seq(conn).await?;
-    let sqlite = db.sqlite_path();
-    // On SQLite the idempotency window is streamed below, on a read-only connection;
-    // PostgreSQL reads it here, whole.
-    let whole_window = sqlite.is_none();
-    let (bulk_head, mut state, rest, decisions) = match sqlite {
+    let (bulk_head, mut state, rest, decisions) = match db.sqlite_path() {
         Some(path) => {
             // The bulk on a thread of its own while this connection reads the rest: the
             // two take about as long, and there are two cores. The decisions are read
@@ -79,7 +75,7 @@ async fn load_in_snapshot(
             let bulk_path = path.clone();
             let bulk = tokio::task::spawn_blocking(move || builder.read_sqlite(&bulk_path));
             let decisions = DecisionStream::start(path, window_start_ms(policy, now));
-            let rest = read_rest(db, conn, policy, now, head, whole_window).await;
+            let rest = read_rest(db, conn, policy, now, head).await;
             let (bulk_head, state) = bulk
                 .await
                 .map_err(|e| LedgerError::Invariant(format!("start-up read thread: {e}")))??;
@@ -88,7 +84,7 @@ async fn load_in_snapshot(
         None => {
             let mut builder = Builder::new(Arc::clone(policy));
             let bulk_head = bulk::read_any(conn, &mut builder).await?;
-            let rest = read_rest(db, conn, policy, now, head, whole_window).await?;
+            let rest = read_rest(db, conn, policy, now, head).await?;
             (bulk_head, builder.state, rest, None)
         }
     };
@@ -123,7 +119,12 @@ async fn load_in_snapshot(
             state = replayed_state;
         }
         None => {
-            super::replay::recent(&mut state, policy, &rest.transfers, &rest.entries, now);
+            // PostgreSQL: streamed on this connection, in the same snapshot.
+            let today = policy.calendar.business_day(now);
+            bulk::read_any_decisions(conn, window_start_ms(policy, now), |row, legs| {
+                super::replay::decision(&mut state, policy, row, legs, today)
+            })
+            .await?;
         }
     }
     super::replay::holds(&mut state, policy, &rest.hold_rows);
@@ -173,14 +174,12 @@ fn window_start_ms(policy: &Policy, now: TimestampMs) -> i64 {
     now.0 - policy.idempotency_window_ms
 }
 
-/// What start-up reads besides the bulk: few rows, except the idempotency window's
-/// decisions on PostgreSQL (on SQLite they are streamed).
+/// What start-up reads besides the bulk and the idempotency window's decisions (those
+/// are streamed, both backends): few rows.
 struct Rest {
     providers: Vec<ProviderRow>,
     card_events: Vec<CardEventRow>,
     refundable: Vec<(i64, i64, i64)>,
-    transfers: Vec<TransferRow>,
-    entries: Vec<(i64, i32, i64, i64)>,
     hold_rows: Vec<TransferRow>,
 }
 
@@ -190,9 +189,7 @@ async fn read_rest(
     policy: &Policy,
     now: TimestampMs,
     head: i64,
-    whole_window: bool,
 ) -> Result<Rest, LedgerError> {
-    let since_ms = window_start_ms(policy, now);
     let hold_ttl_max_ms = policy
         .programmes
         .iter()
@@ -203,14 +200,6 @@ async fn read_rest(
         providers: db.providers_since(conn, 0).await?,
         card_events: db.card_events_since(conn, 0).await?,
         refundable: db.refundable(conn, head).await?,
-        transfers: match whole_window {
-            true => db.transfers_since(conn, since_ms).await?,
-            false => Vec::new(),
-        },
-        entries: match whole_window {
-            true => db.entries_since(conn, since_ms).await?,
-            false => Vec::new(),
-        },
         hold_rows: db
             .hold_rows_since(conn, now.0.saturating_sub(hold_ttl_max_ms))
             .await?,

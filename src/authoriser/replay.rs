@@ -2,40 +2,15 @@
 //! way after a restart, reversals that find their originals, today's counters and PIN
 //! tries. The live path and this one share `State` methods, so they cannot drift.
 
-use std::collections::HashMap;
-
 use super::core::key_reference;
 use super::state::{Hold, KeyDigest, KeyGroup, Legs, State, TxnRecord};
 use crate::domain::request::RequestKey;
 use crate::domain::response::{Response, ResponseCode};
-use crate::domain::time::TimestampMs;
 use crate::ledger::TransferRow;
 use crate::policy::Policy;
 
-/// Replays decisions read whole (PostgreSQL): the rows, and their entries as
-/// (batch_seq, transfer_idx, account, amount).
-pub(super) fn recent(
-    state: &mut State,
-    policy: &Policy,
-    transfers: &[TransferRow],
-    entries: &[(i64, i32, i64, i64)],
-    now: TimestampMs,
-) {
-    let mut legs: HashMap<(i64, i32), Vec<(i64, i64)>> = HashMap::new();
-    for (batch_seq, idx, account, amount) in entries {
-        legs.entry((*batch_seq, *idx))
-            .or_default()
-            .push((*account, *amount));
-    }
-    let today = policy.calendar.business_day(now);
-    for row in transfers {
-        let row_legs = legs.remove(&(row.batch_seq, row.idx)).unwrap_or_default();
-        decision(state, policy, row, &row_legs, today);
-    }
-}
-
-/// Replays one decided message with its legs, in ledger order: the streaming reader
-/// (SQLite) calls it row by row, `recent` for rows read whole.
+/// Replays one decided message with its legs; start-up's readers call it for each
+/// decision of the idempotency window, in ledger order.
 pub(super) fn decision(
     state: &mut State,
     policy: &Policy,

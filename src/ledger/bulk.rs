@@ -11,7 +11,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, Row};
 use sqlx::AnyConnection;
 
-use super::read::{DECISIONS_SINCE, ENTRIES_SINCE, TRANSFER_SELECT};
+use super::read::TRANSFER_SELECT;
 use super::{LedgerError, TransferRow};
 
 /// How many rows the tables hold (at most), so the state can be sized once.
@@ -137,6 +137,17 @@ pub fn read_sqlite(path: &Path, sink: &mut impl BulkSink) -> Result<i64, LedgerE
     );
     Ok(head)
 }
+
+/// After [`TRANSFER_SELECT`]: the decided messages at or after a time, in ledger order
+/// (not a tranche's disbursements: they have no MTI, no request key, and are millions).
+const DECISIONS_SINCE: &str = " WHERE at_ms >= ? AND mti <> '' ORDER BY batch_seq, idx";
+/// The legs of the decisions above, in the same order. Ordered by the transfer's columns:
+/// that leads SQLite from transfers to their entries, not through every entry (10 M after
+/// a tranche: 7 s instead of 1 s).
+const ENTRIES_SINCE: &str =
+    "SELECT e.batch_seq, e.transfer_idx, e.account_id, e.amount_minor FROM entries e \
+     JOIN transfers t ON t.batch_seq = e.batch_seq AND t.idx = e.transfer_idx \
+     WHERE t.at_ms >= ? AND t.mti <> '' ORDER BY t.batch_seq, t.idx, e.entry_idx";
 
 /// Streams the decisions at or after `since_ms` (the idempotency window), each with its
 /// legs, to `visit`, in ledger order, in one read transaction of a read-only connection,
@@ -388,4 +399,56 @@ pub async fn read_any(
         });
     }
     Ok(head)
+}
+
+/// The idempotency window's decisions with their legs (PostgreSQL): one statement, a
+/// transfer's columns on each of its legs' rows, in entry order.
+const DECISIONS_WITH_LEGS: &str = "SELECT t.batch_seq, t.idx, t.kind, t.mti, t.rc, t.approval, t.acquirer, \
+     t.terminal, t.stan, t.transmitted, t.rrn, t.content_sha, t.card_sha, t.family_id, t.programme_id, \
+     t.channel, t.purse, t.amount_minor, t.acceptor, t.reference, t.business_day, t.at_ms, t.balances, \
+     e.account_id AS leg_account_id, e.amount_minor AS leg_amount_minor \
+     FROM transfers t LEFT JOIN entries e ON e.batch_seq = t.batch_seq AND e.transfer_idx = t.idx \
+     WHERE t.at_ms >= $1 AND t.mti <> '' ORDER BY t.batch_seq, t.idx, e.entry_idx";
+
+/// A row of [`DECISIONS_WITH_LEGS`]: a decision, and one of its legs if it has any.
+#[derive(sqlx::FromRow)]
+struct DecisionLeg {
+    #[sqlx(flatten)]
+    transfer: TransferRow,
+    leg_account_id: Option<i64>,
+    leg_amount_minor: Option<i64>,
+}
+
+/// [`read_sqlite_decisions`] on the caller's transaction, which holds the snapshot: the
+/// same decisions, with their legs, in the same order, streamed (never the whole window
+/// in memory).
+pub async fn read_any_decisions(
+    conn: &mut AnyConnection,
+    since_ms: i64,
+    mut visit: impl FnMut(&TransferRow, &[(i64, i64)]),
+) -> Result<(), LedgerError> {
+    let mut rows = sqlx::query_as::<_, DecisionLeg>(DECISIONS_WITH_LEGS)
+        .bind(since_ms)
+        .fetch(&mut *conn);
+    let mut current: Option<TransferRow> = None;
+    let mut legs: Vec<(i64, i64)> = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        let same = current
+            .as_ref()
+            .is_some_and(|c| (c.batch_seq, c.idx) == (row.transfer.batch_seq, row.transfer.idx));
+        if !same {
+            if let Some(done) = current.take() {
+                visit(&done, &legs);
+            }
+            legs.clear();
+            current = Some(row.transfer);
+        }
+        if let (Some(account_id), Some(amount_minor)) = (row.leg_account_id, row.leg_amount_minor) {
+            legs.push((account_id, amount_minor));
+        }
+    }
+    if let Some(done) = current {
+        visit(&done, &legs);
+    }
+    Ok(())
 }

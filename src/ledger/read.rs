@@ -71,17 +71,6 @@ pub struct BatchRow {
     pub hash: String,
 }
 
-/// After [`TRANSFER_SELECT`]: the decided messages at or after a time, in ledger order
-/// (not a tranche's disbursements: they have no MTI, no request key, and are millions).
-pub(crate) const DECISIONS_SINCE: &str = " WHERE at_ms >= ? AND mti <> '' ORDER BY batch_seq, idx";
-/// The legs of the decisions above, in the same order. Ordered by the transfer's columns:
-/// that leads SQLite from transfers to their entries, not through every entry (10 M after
-/// a tranche: 7 s instead of 1 s).
-pub(crate) const ENTRIES_SINCE: &str =
-    "SELECT e.batch_seq, e.transfer_idx, e.account_id, e.amount_minor FROM entries e \
-     JOIN transfers t ON t.batch_seq = e.batch_seq AND t.idx = e.transfer_idx \
-     WHERE t.at_ms >= ? AND t.mti <> '' ORDER BY t.batch_seq, t.idx, e.entry_idx";
-
 pub(crate) const TRANSFER_SELECT: &str = "SELECT batch_seq, idx, kind, mti, rc, approval, acquirer, terminal, stan, transmitted, rrn, \
      content_sha, card_sha, family_id, programme_id, channel, purse, amount_minor, acceptor, reference, \
      business_day, at_ms, balances FROM transfers";
@@ -293,20 +282,6 @@ impl Db {
         .await?)
     }
 
-    /// Transfers decided at or after `at_ms`, in ledger order: the idempotency window,
-    /// the day's counters and PIN tries are rebuilt from these.
-    pub async fn transfers_since(
-        &self,
-        conn: &mut AnyConnection,
-        at_ms: i64,
-    ) -> Result<Vec<TransferRow>, LedgerError> {
-        let sql = format!("{TRANSFER_SELECT}{DECISIONS_SINCE}");
-        Ok(sqlx::query_as(&self.sql(&sql))
-            .bind(at_ms)
-            .fetch_all(&mut *conn)
-            .await?)
-    }
-
     /// Approved transfers of one kind in [from, to), for settlement.
     pub async fn approved_between(
         &self,
@@ -318,21 +293,6 @@ impl Db {
         Ok(sqlx::query_as(&self.sql(&sql))
             .bind(from_ms)
             .bind(to_ms)
-            .fetch_all(&mut *conn)
-            .await?)
-    }
-}
-
-impl Db {
-    /// Entries of the transfers decided at or after `at_ms`: the legs a reversal of a
-    /// recent transfer undoes, in the order of `transfers_since`.
-    pub async fn entries_since(
-        &self,
-        conn: &mut AnyConnection,
-        at_ms: i64,
-    ) -> Result<Vec<(i64, i32, i64, i64)>, LedgerError> {
-        Ok(sqlx::query_as(&self.sql(ENTRIES_SINCE))
-            .bind(at_ms)
             .fetch_all(&mut *conn)
             .await?)
     }
