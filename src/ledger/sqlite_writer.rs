@@ -191,12 +191,13 @@ fn write(
     // IMMEDIATE takes the write lock first: reading the chain head and appending after
     // it cannot interleave with another writer (the CLI).
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Cached like the inserts: parsing it again was a commit's fixed cost, thousands of
+    // times a second in an open loop (one commit of a few transfers each).
     let head: Option<(i64, String)> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT batch_seq, hash FROM ledger_batches ORDER BY batch_seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (prev_seq, prev_hash) = head.unwrap_or((0, GENESIS_HASH.to_string()));
     let batch_seq = prev_seq + 1;
