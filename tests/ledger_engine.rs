@@ -679,9 +679,18 @@ fn the_window_is_streamed_with_each_decision_s_own_legs() {
             };
             let mut streamed: Vec<Seen> = Vec::new();
             let mut streamed_rows: Vec<TransferRow> = Vec::new();
+            // Taking each row by swapping in another, as start-up does: the next row is
+            // written into the one given back, whatever it held.
             let read_head = read_sqlite_decisions(&path, since_ms, |r, legs| {
-                streamed.push((r.batch_seq, r.idx, r.stan.clone(), legs.to_vec()));
-                streamed_rows.push(r.clone());
+                streamed.push((r.batch_seq, r.idx, r.stan.clone(), legs.clone()));
+                let mut taken = TransferRow {
+                    acceptor: "left over".into(),
+                    ..TransferRow::default()
+                };
+                std::mem::swap(&mut taken, r);
+                let mut stale_legs = vec![(99, 99)];
+                std::mem::swap(&mut stale_legs, legs);
+                streamed_rows.push(taken);
                 true
             })
             .expect("rusqlite stream");

@@ -2,7 +2,7 @@
 //! Everything is read in one snapshot, so a batch another process commits meanwhile is
 //! either wholly in the state or wholly after its cursor.
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use sqlx::AnyConnection;
 
@@ -132,26 +132,57 @@ async fn load_in_snapshot(
 }
 
 /// The idempotency window's decisions on SQLite, read on a thread of their own while the
-/// bulk is, and replayed once the state they apply to is built. The channel bounds what
-/// is read ahead: the window can hold millions of decisions.
+/// bulk is, and replayed once the state they apply to is built. They go over in chunks,
+/// at most `CHUNKS_AHEAD_MAX` ahead (the window can hold millions of decisions), and the
+/// chunks come back to the reader, which writes the next decisions into their rows: no
+/// allocation a decision once the chunks go round.
 struct DecisionStream {
-    rows: std::sync::mpsc::Receiver<(TransferRow, Vec<(i64, i64)>)>,
+    chunks: mpsc::Receiver<Vec<Decision>>,
+    spent: mpsc::SyncSender<Vec<Decision>>,
     reader: tokio::task::JoinHandle<Result<i64, LedgerError>>,
 }
 
-/// Decisions read ahead of their replay, at most.
-const DECISIONS_AHEAD_MAX: usize = 8_192;
+/// A decided message and its legs (account, amount).
+type Decision = (TransferRow, Vec<(i64, i64)>);
+
+/// Decisions a chunk holds.
+const CHUNK_DECISIONS: usize = 512;
+/// Chunks read ahead of the replay, at most.
+const CHUNKS_AHEAD_MAX: usize = 16;
 
 impl DecisionStream {
     fn start(path: std::path::PathBuf, since_ms: i64) -> DecisionStream {
-        let (tx, rows) = std::sync::mpsc::sync_channel(DECISIONS_AHEAD_MAX);
+        let (full, chunks) = mpsc::sync_channel::<Vec<Decision>>(CHUNKS_AHEAD_MAX);
+        let (spent, returned) = mpsc::sync_channel::<Vec<Decision>>(CHUNKS_AHEAD_MAX + 2);
         let reader = tokio::task::spawn_blocking(move || {
-            // A send fails only when the replay is gone: stop reading.
-            bulk::read_sqlite_decisions(&path, since_ms, |row, legs| {
-                tx.send((row.clone(), legs.to_vec())).is_ok()
-            })
+            let mut chunk: Vec<Decision> = Vec::with_capacity(CHUNK_DECISIONS);
+            let mut spare: Vec<Decision> = Vec::new();
+            let head = bulk::read_sqlite_decisions(&path, since_ms, |row, legs| {
+                let mut slot = spare.pop().unwrap_or_default();
+                std::mem::swap(&mut slot.0, row);
+                std::mem::swap(&mut slot.1, legs);
+                chunk.push(slot);
+                if chunk.len() < CHUNK_DECISIONS {
+                    return true;
+                }
+                // A send fails only when the replay is gone: stop reading.
+                let sent = full.send(std::mem::take(&mut chunk)).is_ok();
+                if let Ok(mut back) = returned.try_recv() {
+                    spare.append(&mut back);
+                    chunk = back;
+                }
+                sent
+            })?;
+            if !chunk.is_empty() {
+                let _ = full.send(chunk);
+            }
+            Ok(head)
         });
-        DecisionStream { rows, reader }
+        DecisionStream {
+            chunks,
+            spent,
+            reader,
+        }
     }
 
     /// Blocking: hands every decision to `replay`, in ledger order; returns the ledger
@@ -160,10 +191,14 @@ impl DecisionStream {
         self,
         mut replay: impl FnMut(&TransferRow, &[(i64, i64)]),
     ) -> Result<i64, LedgerError> {
-        for (row, legs) in &self.rows {
-            replay(&row, &legs);
+        for chunk in &self.chunks {
+            for (row, legs) in &chunk {
+                replay(row, legs);
+            }
+            // Back to the reader if it has room; dropped otherwise.
+            let _ = self.spent.try_send(chunk);
         }
-        drop(self.rows);
+        drop(self.chunks);
         futures::executor::block_on(self.reader)
             .map_err(|e| LedgerError::Invariant(format!("start-up read thread: {e}")))?
     }

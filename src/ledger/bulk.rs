@@ -151,14 +151,15 @@ const ENTRIES_SINCE: &str =
 
 /// Streams the decisions at or after `since_ms` (the idempotency window), each with its
 /// legs, to `visit`, in ledger order, in one read transaction of a read-only connection,
-/// until `visit` says stop (`false`); returns the ledger head it saw. One row buffer is
-/// reused: memory does not grow with the window (a day of traffic can be millions of
-/// decisions; the generic driver took ~19 µs a row, 21 s for 841,043 of them after a
-/// loaded run).
+/// until `visit` says stop (`false`); returns the ledger head it saw. `visit` may take
+/// the row and its legs by swapping in others: the next decision is written into those,
+/// reusing their buffers, so memory does not grow with the window (a day of traffic can
+/// be millions of decisions; the generic driver took ~19 µs a row, 21 s for 841,043 of
+/// them after a loaded run).
 pub fn read_sqlite_decisions(
     path: &Path,
     since_ms: i64,
-    mut visit: impl FnMut(&TransferRow, &[(i64, i64)]) -> bool,
+    mut visit: impl FnMut(&mut TransferRow, &mut Vec<(i64, i64)>) -> bool,
 ) -> Result<i64, LedgerError> {
     let mut conn = open_read_only(path)?;
     let tx = conn.transaction()?;
@@ -183,7 +184,7 @@ pub fn read_sqlite_decisions(
             }
             next_entry = next_leg(&mut entry_rows)?;
         }
-        if !visit(&row, &legs) {
+        if !visit(&mut row, &mut legs) {
             break;
         }
     }
