@@ -35,12 +35,10 @@ pub enum KeyError {
 
 /// A 2-key TDES key (K1 K2, EDE: E_K1(D_K2(E_K1(x)))).
 ///
-/// `Debug` and `Display` show only the key check value; the bytes are wiped
-/// on drop.
-/// A double-length TDES key, kept only as its key schedule, expanded once: a PIN
-/// transaction uses two keys, and expanding them for every block was 1.7% of the
-/// switch's CPU (benches/profile.sh). The schedule is wiped on drop (the `des` crate's
-/// `zeroize` feature); the key bytes are wiped as soon as it is expanded.
+/// `Debug` and `Display` show only the key check value. Kept only as its key schedule,
+/// expanded once: a PIN transaction uses two keys, and expanding them for every block
+/// was 1.7% of the switch's CPU (benches/profile.sh). The schedule is wiped on drop (the
+/// `des` crate's `zeroize` feature); the key bytes as soon as it is expanded.
 #[derive(Clone)]
 pub struct TdesKey {
     cipher: TdesEde2,
