@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
+use crate::cli::say;
 use crate::client::IsoClient;
 use crate::config::{Config, Framing, DEFAULT_TOML};
 use crate::domain::pan::luhn_check_digit;
@@ -93,7 +94,7 @@ pub async fn run(families: u32, seconds: u64) -> anyhow::Result<()> {
         ),
     ];
     let config = Config::from_toml_with_env(DEFAULT_TOML, env.into_iter())?;
-    println!(
+    say!(
         "multiguna demo: building a province of {families} families in {}",
         dir.path().display()
     );
@@ -110,7 +111,7 @@ pub async fn run(families: u32, seconds: u64) -> anyhow::Result<()> {
         let (addr, admin) = ready_rx
             .await?
             .ok_or_else(|| anyhow::anyhow!("no listener"))?;
-        println!("multiguna demo: dashboard at http://{admin}/");
+        say!("multiguna demo: dashboard at http://{admin}/");
         print_guide(addr, &cards);
         let stopper = async {
             if seconds > 0 {
@@ -133,7 +134,7 @@ pub async fn run(families: u32, seconds: u64) -> anyhow::Result<()> {
     let (served, counts) = tokio::join!(server, tour);
     served?;
     let counts = counts?;
-    println!(
+    say!(
         "multiguna demo: sent {} requests, {} approved; ledger kept in {}",
         counts.0,
         counts.1,
@@ -178,21 +179,23 @@ async fn load_province(
 }
 
 fn print_guide(addr: SocketAddr, cards: &[DemoCard]) {
-    println!("multiguna demo: switch listening on {addr} (ISO 8583, 2-byte length header)");
-    println!("Cards to try by hand (demo data; PINs are for this demo only):");
+    say!("multiguna demo: switch listening on {addr} (ISO 8583, 2-byte length header)");
+    say!("Cards to try by hand (demo data; PINs are for this demo only):");
     for card in cards.iter().step_by(cards.len().max(10) / 5).take(5) {
-        println!(
+        say!(
             "  family {}  card {}  PIN {}",
-            card.family_id, card.pan, card.pin
+            card.family_id,
+            card.pan,
+            card.pin
         );
     }
     if let Some(card) = cards.first() {
-        println!("Try, in another terminal:");
-        println!("  multiguna send --to {addr} --pan {} --pin {} --processing 310000 --mcc 6011           # balance at an ATM", card.pan, card.pin);
-        println!("  multiguna send --to {addr} --pan {} --pin {} --processing 010000 --amount 100000 --mcc 6011  # withdraw Rp 100,000", card.pan, card.pin);
-        println!("  multiguna send --to {addr} --pan {} --processing 000000 --amount 3500 --mcc 4111 --acquirer 360004  # Damri ride", card.pan);
+        say!("Try, in another terminal:");
+        say!("  multiguna send --to {addr} --pan {} --pin {} --processing 310000 --mcc 6011           # balance at an ATM", card.pan, card.pin);
+        say!("  multiguna send --to {addr} --pan {} --pin {} --processing 010000 --amount 100000 --mcc 6011  # withdraw Rp 100,000", card.pan, card.pin);
+        say!("  multiguna send --to {addr} --pan {} --processing 000000 --amount 3500 --mcc 4111 --acquirer 360004  # Damri ride", card.pan);
     }
-    println!("Traffic from all five channels is running; Ctrl-C stops the demo.");
+    say!("Traffic from all five channels is running; Ctrl-C stops the demo.");
 }
 
 /// One simulated terminal sending the load generator's channel mix (all five channels
@@ -232,7 +235,7 @@ async fn traffic(
             approved += 1;
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
-            println!("multiguna demo: {sent} requests sent, {approved} approved");
+            say!("multiguna demo: {sent} requests sent, {approved} approved");
             last_report = tokio::time::Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -247,3 +247,26 @@ fn a_closed_stdout_does_not_stop_the_switch() {
     let status = child.wait().expect("wait");
     assert!(status.success(), "{}: exit status {status:?}", db.name);
 }
+
+/// The demo runs until Ctrl-C (or `--seconds`) and reports as it goes: once whoever read
+/// its first lines has gone, a report must not stop it (`println!` panicked there).
+#[test]
+fn a_closed_stdout_does_not_stop_the_demo() {
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["demo", "--families", "20", "--seconds", "7"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    loop {
+        let line = lines.next().expect("a line").expect("read");
+        if line.starts_with("multiguna demo: switch listening on ") {
+            break;
+        }
+    }
+    drop(lines); // the read end closes; a progress line comes every 5 s, then the last
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+}

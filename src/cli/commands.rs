@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::{anyhow, bail, Context};
 use tokio_util::sync::CancellationToken;
 
-use super::{Cli, Command, ImportWhat, LedgerWhat, PinWhat, ReportWhat};
+use super::{say, Cli, Command, ImportWhat, LedgerWhat, PinWhat, ReportWhat};
 use crate::client::{transmission_time_now, IsoClient, TxnSpec};
 use crate::config::{Config, Framing};
 use crate::domain::pan::Pan;
@@ -102,21 +102,13 @@ async fn serve(config: Config, echo: bool) -> anyhow::Result<()> {
     crate::server::run(config, echo, shutdown, |bound| {
         // Stable lines scripts and tests read to find the ports.
         for (name, addr) in &bound.listeners {
-            say(format_args!("multiguna: listener {name} on {addr}"));
+            say!("multiguna: listener {name} on {addr}");
         }
-        say(format_args!("multiguna: admin on {}", bound.admin));
+        say!("multiguna: admin on {}", bound.admin);
     })
     .await?;
-    say(format_args!("multiguna: stopped"));
+    say!("multiguna: stopped");
     Ok(())
-}
-
-/// A line on standard output for scripts. The switch outlives whoever read its start
-/// lines: a closed stdout must not stop it (`println!` panics there), so the error is
-/// dropped.
-fn say(line: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 pub async fn open(config: &Config) -> anyhow::Result<Db> {

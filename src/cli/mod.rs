@@ -204,3 +204,19 @@ fn init_tracing(log: &crate::config::LogConfig) {
         builder.try_init()
     };
 }
+
+/// A line on standard output from a long-running command (`serve`, `demo`). They outlive
+/// whoever read their first lines: a closed stdout must not stop them (`println!`
+/// panics there), so the error is dropped.
+pub(crate) fn say_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+/// `println!` for long-running commands: see [`say_line`].
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::say_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use say;
