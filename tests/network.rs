@@ -210,22 +210,10 @@ fn hundreds_of_idle_connections_do_not_slow_an_active_one() {
 fn a_closed_stdout_does_not_stop_the_switch() {
     let db = backends().into_iter().next().expect("a backend");
     let cards = db.province(1);
-    let mut child = std::process::Command::new(common::BIN)
-        .arg("serve")
-        .envs(db.env())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    let addr: std::net::SocketAddr = loop {
-        let line = lines.next().expect("a line").expect("read");
-        if let Some(rest) = line.strip_prefix("multiguna: listener iso on ") {
-            break rest.trim().parse().expect("address");
-        }
-    };
-    drop(lines); // the read end closes
+    let mut serve = std::process::Command::new(common::BIN);
+    serve.arg("serve").envs(db.env());
+    let (mut child, rest) = spawn_and_read_until(serve, "multiguna: listener iso on ");
+    let addr: std::net::SocketAddr = rest.trim().parse().expect("address");
     let answer = runtime().block_on(async {
         let mut c = IsoClient::connect(addr, Framing::Len2)
             .await
@@ -252,21 +240,34 @@ fn a_closed_stdout_does_not_stop_the_switch() {
 /// its first lines has gone, a report must not stop it (`println!` panicked there).
 #[test]
 fn a_closed_stdout_does_not_stop_the_demo() {
-    let mut child = std::process::Command::new(common::BIN)
-        .args(["demo", "--families", "20", "--seconds", "7"])
+    let mut demo = std::process::Command::new(common::BIN);
+    demo.args(["demo", "--families", "20", "--seconds", "7"]);
+    let (mut child, _) = spawn_and_read_until(demo, "multiguna demo: switch listening on ");
+    // A progress line comes every 5 s, then the last one.
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+}
+
+/// Starts `command` with its standard output piped, reads it up to the first line that
+/// starts with `prefix`, then closes the read end; returns the child and the rest of
+/// that line.
+fn spawn_and_read_until(
+    mut command: std::process::Command,
+    prefix: &str,
+) -> (std::process::Child, String) {
+    let mut child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    loop {
+    let rest = loop {
         let line = lines.next().expect("a line").expect("read");
-        if line.starts_with("multiguna demo: switch listening on ") {
-            break;
+        if let Some(rest) = line.strip_prefix(prefix) {
+            break rest.to_string();
         }
-    }
-    drop(lines); // the read end closes; a progress line comes every 5 s, then the last
-    let status = child.wait().expect("wait");
-    assert!(status.success(), "exit status {status:?}");
+    };
+    drop(lines); // the read end closes
+    (child, rest)
 }
