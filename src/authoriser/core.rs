@@ -416,20 +416,20 @@ impl Core {
     }
 
     fn is_orphaned(&self, request: &Request) -> bool {
-        if self.state.orphan_keys.is_empty() && self.state.orphan_rrns.is_empty() {
+        if self.state.orphans.is_empty() {
             return false; // the common case: no digest to compute
         }
         let key = self
             .state
             .digester
             .key(KeyGroup::of(request.class), &request.key);
-        self.state.orphan_keys.contains(&key)
+        self.state.orphans.contains_key(&key)
             || request.rrn.as_ref().is_some_and(|rrn| {
                 let rrn_key =
                     self.state
                         .digester
                         .rrn(&request.key.acquirer, &request.key.terminal, rrn);
-                self.state.orphan_rrns.contains(&rrn_key)
+                self.state.orphans.contains_rrn(&rrn_key)
             })
     }
 

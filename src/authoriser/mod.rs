@@ -8,6 +8,7 @@
 pub mod core;
 mod journal;
 mod load;
+mod orphans;
 mod replay;
 mod reversal;
 pub mod state;
@@ -404,8 +405,10 @@ impl Authoriser {
     /// Forgets decisions past the idempotency window and reports the journal's size.
     fn forget_decisions(&mut self) {
         let now = TimestampMs::now();
+        let cutoff_ms = now.0 - self.core.policy.idempotency_window_ms;
+        self.core.state.orphans.forget_before(cutoff_ms);
         let journal = &mut self.core.state.journal;
-        journal.forget_before(now.0 - self.core.policy.idempotency_window_ms);
+        journal.forget_before(cutoff_ms);
         let horizon_ms = journal.oldest_at_ms().map_or(0, |at_ms| now.0 - at_ms);
         crate::admin::metrics::idempotency_journal(
             journal.len(),

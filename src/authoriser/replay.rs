@@ -138,12 +138,12 @@ fn replay_reversal(state: &mut State, row: &TransferRow, posted: bool, today: u3
             mark_reversed(state, &key, row, posted, today);
         }
         Reference::Key(key) => {
-            state.orphan_keys.insert(key);
+            state.orphans.insert_key(key, row.at_ms);
         }
         Reference::Rrn(rrn_key) => match state.journal.key_of_rrn(&rrn_key) {
             Some(key) => mark_reversed(state, &key, row, posted, today),
             None => {
-                state.orphan_rrns.insert(rrn_key);
+                state.orphans.insert_rrn(rrn_key, row.at_ms);
             }
         },
     }

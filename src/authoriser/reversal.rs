@@ -27,7 +27,7 @@ impl Core {
         }
         let found = original_key.filter(|k| self.state.journal.contains_key(k));
         let Some(key) = found else {
-            return self.remember_orphan(request, original_key, reference);
+            return self.remember_orphan(request, original_key, reference, now);
         };
         let mut outcome = self.undo(request, &key, now);
         outcome.reference = reference;
@@ -61,16 +61,17 @@ impl Core {
         request: &Request,
         key: Option<KeyDigest>,
         reference: String,
+        now: TimestampMs,
     ) -> Outcome {
         match (key, request.original.as_ref()) {
             (Some(k), Some(_)) => {
-                self.state.orphan_keys.insert(k);
+                self.state.orphans.insert_key(k, now.0);
             }
             _ => {
                 let rrn = request.rrn.as_deref().unwrap_or_default();
                 let (acquirer, terminal) = (&request.key.acquirer, &request.key.terminal);
                 let rrn_key = self.state.digester.rrn(acquirer, terminal, rrn);
-                self.state.orphan_rrns.insert(rrn_key);
+                self.state.orphans.insert_rrn(rrn_key, now.0);
             }
         }
         let code = match request.class {

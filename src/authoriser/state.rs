@@ -2,13 +2,14 @@
 //! recent decisions (idempotency and reversals) and the day's counters. Rebuilt from
 //! the ledger at start-up and after a failed commit; never shared, so never locked.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use hashbrown::HashTable;
 
 pub use super::journal::{Digester, Journal, KeyDigest, Legs, TxnRecord};
+pub use super::orphans::Orphans;
 use crate::domain::money::Purse;
 use crate::domain::request::MessageClass;
 use crate::policy::{CardStatus, CardView, DailyUse};
@@ -225,8 +226,7 @@ pub struct State {
     /// Makes the digests the journal, holds and orphans are keyed by.
     pub digester: Digester,
     /// Originals whose reversal came first: they are declined 05 when they arrive.
-    pub orphan_keys: HashSet<KeyDigest>,
-    pub orphan_rrns: HashSet<KeyDigest>,
+    pub orphans: Orphans,
     pub holds: HashMap<KeyDigest, Hold>,
     /// Open holds by expiry, the earliest first.
     pub hold_expiries: BTreeSet<(i64, KeyDigest)>,
