@@ -18,6 +18,7 @@ use crate::domain::money::{wire_to_minor, Purse};
 use crate::domain::request::{MessageClass, Request, RequestKey, TxnType};
 use crate::domain::response::{AmountType, Balance, Response, ResponseCode};
 use crate::domain::time::TimestampMs;
+use crate::ledger::rows::set_text as set;
 use crate::ledger::{Batch, TransferRow};
 use crate::policy::{self, AcquirerRules, Policy};
 
@@ -555,12 +556,6 @@ impl Core {
         *at_ms = now.0;
         response.write_balances_text(balances);
     }
-}
-
-/// `field` = `value`, in the buffer it has.
-fn set(field: &mut String, value: &str) {
-    field.clear();
-    field.push_str(value);
 }
 
 /// `field` = the lowercase hex of `bytes` (as `hex::encode`), or empty, in the buffer it

@@ -12,6 +12,7 @@ use rusqlite::{Connection, OpenFlags, Row};
 use sqlx::AnyConnection;
 
 use super::read::TRANSFER_SELECT;
+use super::rows::set_text;
 use super::{LedgerError, TransferRow};
 
 /// How many rows the tables hold (at most), so the state can be sized once.
@@ -200,8 +201,7 @@ fn next_leg(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Option<(i64, i32,
 /// A row of [`TRANSFER_SELECT`] into `row`, reusing its strings' buffers.
 fn fill_transfer(r: &Row<'_>, row: &mut TransferRow) -> rusqlite::Result<()> {
     let set = |field: &mut String, column: usize| -> rusqlite::Result<()> {
-        field.clear();
-        field.push_str(text(r, column)?);
+        set_text(field, text(r, column)?);
         Ok(())
     };
     let TransferRow {

@@ -41,6 +41,13 @@ pub struct EntryRow {
     pub amount_minor: i64,
 }
 
+/// `field` = `value`, in the buffer it has: how a reused row's text is written (the
+/// authoriser's decisions, start-up's window reader).
+pub(crate) fn set_text(field: &mut String, value: &str) {
+    field.clear();
+    field.push_str(value);
+}
+
 /// Cleared rows a batch keeps for its next ones, at most.
 const SPARE_ROWS_MAX: usize = 4_096;
 

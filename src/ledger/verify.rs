@@ -60,10 +60,9 @@ pub async fn verify(db: &Db) -> Result<VerifyReport, LedgerError> {
             ));
         }
         let readback = Batch {
-            spare: Vec::new(),
             transfers,
             entries,
-            card_events: Vec::new(),
+            ..Batch::default()
         };
         readback.check_balanced().map_err(broken)?;
         for e in &readback.entries {
