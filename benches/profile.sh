@@ -10,7 +10,8 @@
 #     benches/profile.sh
 #
 # Settings (environment): DURATION (s, 20), FAMILIES (10000), RATE (requests/s: open
-# loop), PERF (0: no perf record, only the per-thread table), BACKEND.
+# loop), PERF (0: no perf record, only the per-thread table), PERF_G (perf's call-graph
+# option, -g: e.g. "--call-graph dwarf,16384" to see through frames without pointers), BACKEND.
 # Needs perf (linux-perf) unless PERF=0. Thread names: tokio-runtime-w (network, codec, edge,
 # authoriser), ledger-sqlite (the SQLite writer), ledger-wal (WAL copy-back),
 # sqlx-sqlite-* (pooled reads, the projector on SQLite).
@@ -25,6 +26,15 @@ mg_database "${BACKEND:-sqlite}"
 mg_province "${FAMILIES:-10000}"
 
 cpu_s() { awk '{ print ($14 + $15) / 100 }' "/proc/$1/stat"; }
+# CPU seconds of every PostgreSQL server process (the backends serving the switch
+# included): what the database takes of the same two cores.
+postgres_cpu_s() {
+  local p total=0
+  for p in $(pgrep -x postgres || true); do
+    total="$(awk -v t="$total" '{ print t + ($14 + $15) / 100 }' "/proc/$p/stat" 2>/dev/null || echo "$total")"
+  done
+  echo "$total"
+}
 # Each thread's CPU time and time spent runnable but waiting for a core (ns, from
 # /proc/PID/task/TID/schedstat), one line a thread: tid name cpu_ns wait_ns.
 threads() {
@@ -44,14 +54,16 @@ mg_start switch
 mg_loadgen_bg "$WORK/switch.json" --duration-s "$DURATION" --connections 8 --depth 32 ${RATE:+--rate "$RATE"}
 sleep 2
 switch_before="$(cpu_s "$SERVER_PID")"
+postgres_before="$(postgres_cpu_s)"
 threads "$SERVER_PID" >"$WORK/switch.threads.before"
 threads "$LOADGEN_PID" >"$WORK/loadgen.threads.before"
 if [[ "$PERF" == 0 ]]; then
   sleep $((DURATION - 4))
 else
-  perf record -F 499 -g -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep $((DURATION - 4)) 2>"$WORK/perf.err" >/dev/null
+  perf record -F 499 ${PERF_G:--g} -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep $((DURATION - 4)) 2>"$WORK/perf.err" >/dev/null
 fi
 switch_after="$(cpu_s "$SERVER_PID")"
+postgres_after="$(postgres_cpu_s)"
 threads "$SERVER_PID" >"$WORK/switch.threads.after"
 threads "$LOADGEN_PID" >"$WORK/loadgen.threads.after"
 loadgen_cpu="$(cpu_s "$LOADGEN_PID")"
@@ -61,6 +73,8 @@ mg_terminate
 echo "multiguna profile: $(git describe --always --dirty 2>/dev/null || echo '?'), ${BACKEND:-sqlite}, $FAMILIES families, 8 x 32, ${RATE:+open loop $RATE/s, }${DURATION} s$([[ "$PERF" == 0 ]] || echo ', under perf')"
 echo "throughput: $(mg_json "$WORK/switch.json" "r['throughput_per_s']") req/s; latency ms p50 $(mg_json "$WORK/switch.json" "r['latency_ms']['p50']"), p99 $(mg_json "$WORK/switch.json" "r['latency_ms']['p99']"), p99.9 $(mg_json "$WORK/switch.json" "r['latency_ms']['p999']")"
 echo "switch CPU over the $((DURATION - 4)) s recorded: $(awk -v a="$switch_before" -v b="$switch_after" 'BEGIN { print b - a }') s; load generator, whole run: $loadgen_cpu s"
+[[ "${BACKEND:-sqlite}" == postgres ]] &&
+  echo "PostgreSQL server processes' CPU over the same $((DURATION - 4)) s: $(awk -v a="$postgres_before" -v b="$postgres_after" 'BEGIN { print b - a }') s"
 echo "-- CPU and run-queue wait by thread over the recording (a thread waiting for a core"
 echo "   as long as it runs: the machine is saturated, whatever the idle time says)"
 thread_table "$WORK/switch.threads.before" "$WORK/switch.threads.after" switch

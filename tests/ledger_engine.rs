@@ -379,6 +379,11 @@ fn awkward_text_is_written_and_read_back_unchanged() {
         "  spaced  ",
         "ünï/cödé ✓",
         "'quoted'",
+        "x'); DROP TABLE transfers; --",
+        "$$ $q$ ;",
+        "\\'\\\"",
+        "line\nbreak\ttab",
+        "E'{\"}'",
     ];
     for db in backends() {
         runtime().block_on(async {
@@ -421,6 +426,57 @@ fn awkward_text_is_written_and_read_back_unchanged() {
             let amounts: Vec<i64> = entries.iter().map(|e| e.amount_minor).collect();
             let expected: Vec<i64> = (0..awkward.len() as i64).flat_map(|i| [-i, i]).collect();
             assert_eq!(amounts, expected, "{}", db.name);
+        });
+    }
+}
+
+/// Two writers append in turns (the switch's and a command's, as `disburse` beside a
+/// running switch): the one whose known head is stale finds the other's batch and
+/// follows it, so the chain stays one chain; a batch of several statements a table (a
+/// tranche: at most 1,000 rows a statement) is written whole.
+#[test]
+fn writers_in_turn_keep_one_chain_and_a_large_batch_goes_whole() {
+    use multiguna::ledger::{verify::verify, Batch, Db, LedgerWriter, TransferRow};
+    const AT_MS: i64 = 1_795_400_000_000;
+    let batch_of = |transfers: i64, reference: &str| {
+        let mut batch = Batch::default();
+        for i in 0..transfers {
+            let row = TransferRow {
+                kind: "test".into(),
+                reference: format!("{reference}{i}"),
+                amount_minor: i,
+                at_ms: AT_MS + i,
+                ..TransferRow::default()
+            };
+            batch.push(row, &[(1, -i), (2, i)]);
+        }
+        batch
+    };
+    for db in backends() {
+        runtime().block_on(async {
+            let ledger = Db::connect(&db.url).await.expect("connect");
+            ledger.migrate().await.expect("migrate");
+            let mut switch = LedgerWriter::new(ledger.clone(), "switch");
+            let mut command = LedgerWriter::new(ledger.clone(), "cli");
+            let first = switch.commit(&mut batch_of(3, "a"), AT_MS).await;
+            // Three statements of transfers and six of entries, about 2 MB of text.
+            let long = "t".repeat(600);
+            let large = command.commit(&mut batch_of(3_000, &long), AT_MS).await;
+            let second = switch.commit(&mut batch_of(3, "b"), AT_MS).await;
+            let seqs = [first, large, second].map(|c| c.expect("commit").batch_seq);
+            assert_eq!(seqs, [1, 2, 3], "{}", db.name);
+            let mut conn = ledger.pool.acquire().await.expect("conn");
+            let rows = ledger.batch_transfers(&mut conn, 2).await.expect("read");
+            assert_eq!(rows.len(), 3_000, "{}", db.name);
+            assert!(rows
+                .iter()
+                .enumerate()
+                .all(|(i, r)| r.reference == format!("{long}{i}")));
+            let entries = ledger.batch_entries(&mut conn, 2).await.expect("read");
+            assert_eq!(entries.len(), 6_000, "{}", db.name);
+            drop(conn);
+            let report = verify(&ledger).await.expect("the chain is one chain");
+            assert_eq!(report.batches, 3, "{}", db.name);
         });
     }
 }
