@@ -380,11 +380,25 @@ impl fmt::Debug for Message<'_> {
 // ---------------------------------------------------------------------------
 // Builder
 
+/// Where a field's value lies in the builder's buffer. `u32`, not `usize`: a builder is
+/// moved and boxed on its way from the edge to the writing task, and its 129 slots were
+/// 3 KB at 24 bytes each (half that now); `set` keeps the buffer under `DATA_BYTES_MAX`.
 #[derive(Clone, Copy)]
 struct Span {
-    start: usize,
-    end: usize,
+    start: u32,
+    end: u32,
 }
+
+impl Span {
+    fn range(self) -> std::ops::Range<usize> {
+        // u32 -> usize: lossless wherever usize has 32 bits or more.
+        self.start as usize..self.end as usize
+    }
+}
+
+/// A builder's buffer, at most: far beyond any message (every field at its longest is
+/// under 128 KiB), well inside a `Span`.
+const DATA_BYTES_MAX: usize = 1 << 24;
 
 /// An owned message under construction. Values live in one buffer so that building
 /// a response costs one allocation, not one per field. Replacing a field leaves its
@@ -422,6 +436,15 @@ impl MessageBuilder {
             _ => return Err(CodecError::new(location, 0, Reason::NotSettable)),
         };
         check_value(spec, value).map_err(|(i, reason)| CodecError::new(location, i, reason))?;
+        let len = self.data.len() + value.len();
+        if len > DATA_BYTES_MAX {
+            // Only a builder whose fields were replaced a hundred thousand times.
+            let reason = Reason::TooLong {
+                len,
+                max: DATA_BYTES_MAX,
+            };
+            return Err(CodecError::new(location, 0, reason));
+        }
         self.store(n, value);
         Ok(self)
     }
@@ -430,14 +453,18 @@ impl MessageBuilder {
         self.set(n, value.as_bytes())
     }
 
+    /// Callers keep the buffer under `DATA_BYTES_MAX` (`set` checks; a parsed message
+    /// is a frame of at most 64 KiB).
     fn store(&mut self, n: u8, value: &[u8]) {
-        let start = self.data.len();
+        let (Ok(start), Ok(end)) = (
+            u32::try_from(self.data.len()),
+            u32::try_from(self.data.len() + value.len()),
+        ) else {
+            return;
+        };
         self.data.extend_from_slice(value);
         if let Some(slot) = self.spans.get_mut(usize::from(n)) {
-            *slot = Some(Span {
-                start,
-                end: self.data.len(),
-            });
+            *slot = Some(Span { start, end });
         }
     }
 
@@ -450,7 +477,7 @@ impl MessageBuilder {
 
     pub fn get(&self, n: u8) -> Option<&[u8]> {
         let span = self.spans.get(usize::from(n)).copied().flatten()?;
-        self.data.get(span.start..span.end)
+        self.data.get(span.range())
     }
 
     pub fn get_str(&self, n: u8) -> Option<&str> {
@@ -472,7 +499,7 @@ impl MessageBuilder {
             .zip(self.spans.iter())
             .filter_map(|(spec, span)| {
                 let span = (*span)?;
-                Some((spec, self.data.get(span.start..span.end)?))
+                Some((spec, self.data.get(span.range())?))
             })
     }
 
@@ -751,6 +778,29 @@ mod tests {
         let bytes = cat(&["0200", "4000000000000000", "x6", "603456"]);
         let err = Message::parse(&bytes).expect_err("prefix");
         assert_eq!(err.error.reason, Reason::NonDigitLength);
+    }
+
+    #[test]
+    fn a_builder_s_buffer_is_bounded_and_its_fields_stay_right() {
+        let mut b = MessageBuilder::new(Mti::FINANCIAL_RESPONSE);
+        b.set_str(39, "00").expect("ok");
+        let long = "x".repeat(999); // F48, LLLVAR: its longest
+        let mut refused = None;
+        for i in 0..(DATA_BYTES_MAX / 999 + 2) {
+            if let Err(err) = b.set_str(48, &long) {
+                refused = Some((i, err));
+                break;
+            }
+        }
+        let (i, err) = refused.expect("refused before the buffer passes its bound");
+        assert!(i >= DATA_BYTES_MAX / 999 - 1, "refused early, at {i}");
+        assert!(matches!(err.reason, Reason::TooLong { max, .. } if max == DATA_BYTES_MAX));
+        // The fields set before are intact, the last accepted F48 is the one read.
+        assert_eq!(b.get_str(39), Some("00"));
+        assert_eq!(b.get(48).map(<[u8]>::len), Some(999));
+        let bytes = b.to_bytes();
+        let parsed = Message::parse(&bytes).expect("parses");
+        assert_eq!(parsed.field_str(39), Some("00"));
     }
 
     #[test]
