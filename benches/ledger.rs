@@ -2,9 +2,11 @@
 //! (SQLite with synchronous=FULL in a temporary file; PostgreSQL too when
 //! MULTIGUNA_TEST_DATABASE_URL is set, in a fresh database dropped afterwards).
 //!
-//! `cargo bench --bench ledger`
+//! `cargo bench --bench ledger`; the chain's hash alone: `cargo bench --bench ledger --
+//! chain_hash`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use multiguna::ledger::chain::{batch_hash, GENESIS_HASH};
 use multiguna::ledger::{Batch, Db, LedgerWriter, TransferRow};
 
 fn batch(size: usize) -> Batch {
@@ -76,7 +78,20 @@ fn bench_writer(
     rt.block_on(db.close());
 }
 
+/// The audit chain's hash of a switch-sized batch: the writer thread computes it once
+/// a commit (`cargo bench --bench ledger -- chain_hash`).
+fn bench_chain(c: &mut Criterion) {
+    let batch = batch(128);
+    let mut group = c.benchmark_group("chain_hash");
+    group.throughput(Throughput::Elements(128));
+    group.bench_function("128", |b| {
+        b.iter(|| batch_hash(GENESIS_HASH, 7, &batch.transfers, &batch.entries))
+    });
+    group.finish();
+}
+
 fn bench(c: &mut Criterion) {
+    bench_chain(c);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
