@@ -431,9 +431,10 @@ fn awkward_text_is_written_and_read_back_unchanged() {
 }
 
 /// Two writers append in turns (the switch's and a command's, as `disburse` beside a
-/// running switch): the one whose known head is stale finds the other's batch and
-/// follows it, so the chain stays one chain; a batch of several statements a table (a
-/// tranche: at most 1,000 rows a statement) is written whole.
+/// running switch): each appends after the other's last batch, never after its own
+/// (a writer that remembered its head would fork the chain), so the chain stays one
+/// chain; a batch of several statements a table (a tranche: at most 1,000 rows a
+/// statement) is written whole.
 #[test]
 fn writers_in_turn_keep_one_chain_and_a_large_batch_goes_whole() {
     use multiguna::ledger::{verify::verify, Batch, Db, LedgerWriter, TransferRow};
