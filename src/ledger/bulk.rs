@@ -403,15 +403,18 @@ pub async fn read_any(
 }
 
 /// The idempotency window's decisions with their legs (PostgreSQL): one statement, a
-/// transfer's columns on each of its legs' rows, in entry order.
-const DECISIONS_WITH_LEGS: &str = "SELECT t.batch_seq, t.idx, t.kind, t.mti, t.rc, t.approval, t.acquirer, \
-     t.terminal, t.stan, t.transmitted, t.rrn, t.content_sha, t.card_sha, t.family_id, t.programme_id, \
-     t.channel, t.purse, t.amount_minor, t.acceptor, t.reference, t.business_day, t.at_ms, t.balances, \
-     e.account_id AS leg_account_id, e.amount_minor AS leg_amount_minor \
-     FROM transfers t LEFT JOIN entries e ON e.batch_seq = t.batch_seq AND e.transfer_idx = t.idx \
-     WHERE t.at_ms >= $1 AND t.mti <> '' ORDER BY t.batch_seq, t.idx, e.entry_idx";
+/// transfer's columns ([`TRANSFER_SELECT`]'s, not a second list of them) on each of its
+/// legs' rows, in entry order.
+fn decisions_with_legs() -> String {
+    format!(
+        "SELECT t.*, e.account_id AS leg_account_id, e.amount_minor AS leg_amount_minor \
+         FROM ({TRANSFER_SELECT} WHERE at_ms >= $1 AND mti <> '') t \
+         LEFT JOIN entries e ON e.batch_seq = t.batch_seq AND e.transfer_idx = t.idx \
+         ORDER BY t.batch_seq, t.idx, e.entry_idx"
+    )
+}
 
-/// A row of [`DECISIONS_WITH_LEGS`]: a decision, and one of its legs if it has any.
+/// A row of [`decisions_with_legs`]: a decision, and one of its legs if it has any.
 #[derive(sqlx::FromRow)]
 struct DecisionLeg {
     #[sqlx(flatten)]
@@ -428,7 +431,8 @@ pub async fn read_any_decisions(
     since_ms: i64,
     mut visit: impl FnMut(&TransferRow, &[(i64, i64)]),
 ) -> Result<(), LedgerError> {
-    let mut rows = sqlx::query_as::<_, DecisionLeg>(DECISIONS_WITH_LEGS)
+    let sql = decisions_with_legs();
+    let mut rows = sqlx::query_as::<_, DecisionLeg>(&sql)
         .bind(since_ms)
         .fetch(&mut *conn);
     let mut current: Option<TransferRow> = None;
