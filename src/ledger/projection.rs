@@ -19,8 +19,7 @@
 //! (`<ledger>-projections`, with its own lock and WAL, `synchronous = NORMAL`), attached
 //! to every pooled connection as `projections` (never to a ledger writer's connection:
 //! a `BEGIN IMMEDIATE` there would lock the projections too). On PostgreSQL in the same
-//! database, as unlogged tables written with `synchronous_commit = off`: a server crash
-//! empties them, and they are projected again. The names are unqualified in every
+//! database, written with `synchronous_commit = off`. The names are unqualified in every
 //! query: SQLite finds a table in an attached database when the main one has none by
 //! that name, so one text serves both backends.
 
@@ -43,20 +42,17 @@ const STEP_BATCHES_MAX: i64 = 16_384;
 /// limit).
 const ACCOUNTS_PER_QUERY_MAX: usize = 5_000;
 
-/// The projection tables. Per backend (`ensure_projections`): `{db}` names the database
-/// they live in (SQLite's attached file), `{rowid}` drops SQLite's hidden row id (the
-/// key is the table), `{unlogged}` keeps PostgreSQL's out of the write-ahead log and
-/// `{bytewise}` compares the card's hex hash byte by byte instead of by the database's
-/// locale (SQLite's default already does).
+/// The projection tables; `{db}` names the database they live in (SQLite's attached
+/// file) and `{rowid}` drops SQLite's hidden row id, the key being the table.
 const SCHEMA: &str = "\
-CREATE {unlogged}TABLE IF NOT EXISTS {db}card_history (
-    card_sha  TEXT{bytewise} NOT NULL,
+CREATE TABLE IF NOT EXISTS {db}card_history (
+    card_sha  TEXT NOT NULL,
     at_ms     BIGINT NOT NULL,
     batch_seq BIGINT NOT NULL,
     idx       INTEGER NOT NULL,
     PRIMARY KEY (card_sha, at_ms, batch_seq, idx)
 ){rowid};
-CREATE {unlogged}TABLE IF NOT EXISTS {db}account_history (
+CREATE TABLE IF NOT EXISTS {db}account_history (
     account_id   BIGINT NOT NULL,
     batch_seq    BIGINT NOT NULL,
     transfer_idx INTEGER NOT NULL,
@@ -64,7 +60,7 @@ CREATE {unlogged}TABLE IF NOT EXISTS {db}account_history (
     amount_minor BIGINT NOT NULL,
     PRIMARY KEY (account_id, batch_seq, transfer_idx, entry_idx)
 ){rowid};
-CREATE {unlogged}TABLE IF NOT EXISTS {db}projection_head (
+CREATE TABLE IF NOT EXISTS {db}projection_head (
     id        INTEGER PRIMARY KEY CHECK (id = 1),
     batch_seq BIGINT NOT NULL
 );
@@ -96,41 +92,12 @@ pub fn sqlite_projections_path(ledger: &std::path::Path) -> std::path::PathBuf {
 impl Db {
     /// Creates the projection tables if missing (they are not ledger migrations: the
     /// store is derived, and rebuilt rather than migrated).
-    ///
-    /// On PostgreSQL they are unlogged: derived data need not cost write-ahead log,
-    /// which the ledger's commits wait to flush (measured: the projector's two steps
-    /// take a fifth less without it, docs/performance.md, session 8). A server crash
-    /// (or a standby's promotion) empties all three together; the head is then 0, the
-    /// readers read the whole ledger as its tail, and the projector starts again from
-    /// the first batch. Tables of the earlier, logged layout are dropped here once, to
-    /// be projected again the same way.
     pub(crate) async fn ensure_projections(&self) -> Result<(), LedgerError> {
-        let (db, rowid, unlogged, bytewise) = match self.backend {
-            Backend::Sqlite => ("projections.", " WITHOUT ROWID", "", ""),
-            Backend::Postgres => ("", "", "UNLOGGED ", " COLLATE \"C\""),
+        let (db, rowid) = match self.backend {
+            Backend::Sqlite => ("projections.", " WITHOUT ROWID"),
+            Backend::Postgres => ("", ""),
         };
-        if self.backend == Backend::Postgres {
-            let logged: Option<(i64,)> = sqlx::query_as(
-                "SELECT 1::bigint FROM pg_class \
-                 WHERE relname = 'card_history' AND relkind = 'r' AND relpersistence = 'p' \
-                 AND relnamespace = current_schema()::regnamespace",
-            )
-            .fetch_optional(&self.pool)
-            .await?;
-            if logged.is_some() {
-                tracing::warn!("projections in the logged layout: dropping them to rebuild");
-                sqlx::raw_sql(
-                    "DROP TABLE IF EXISTS card_history, account_history, projection_head",
-                )
-                .execute(&self.pool)
-                .await?;
-            }
-        }
-        let schema = SCHEMA
-            .replace("{db}", db)
-            .replace("{rowid}", rowid)
-            .replace("{unlogged}", unlogged)
-            .replace("{bytewise}", bytewise);
+        let schema = SCHEMA.replace("{db}", db).replace("{rowid}", rowid);
         sqlx::raw_sql(&schema).execute(&self.pool).await?;
         Ok(())
     }
@@ -161,8 +128,8 @@ impl Db {
             // again from the ledger.
             exec(conn, "SET LOCAL synchronous_commit = off").await?;
         }
-        // A store without its head row was emptied under us (PostgreSQL's unlogged
-        // tables after a server crash) or damaged: start again from nothing, as below.
+        // A store without its head row was emptied or damaged under us (its tables
+        // truncated, a restore without them): start again from nothing, as below.
         let reborn = sqlx::query(
             "INSERT INTO projection_head (id, batch_seq) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
         )
@@ -238,8 +205,8 @@ impl Db {
         Ok(projected)
     }
 
-    /// The last ledger batch the projections hold: 0 when the store has no head (emptied
-    /// by a PostgreSQL crash), so a reader then takes every row from the ledger.
+    /// The last ledger batch the projections hold: 0 when the store has lost its head, so
+    /// a reader then takes every row from the ledger.
     pub async fn projection_head(&self, conn: &mut AnyConnection) -> Result<i64, LedgerError> {
         let row: Option<(i64,)> =
             sqlx::query_as("SELECT batch_seq FROM projection_head WHERE id = 1")
