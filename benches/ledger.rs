@@ -40,30 +40,12 @@ fn batch(size: usize) -> Batch {
 }
 
 fn bench_backend(c: &mut Criterion, name: &str, url: &str, rt: &tokio::runtime::Runtime) {
-    bench_writer(c, name, url, rt, false);
-    if name == "sqlite" {
-        // The same load through the generic driver, in the same run: the baseline.
-        bench_writer(c, "sqlite_via_sqlx", url, rt, true);
-    }
-}
-
-fn bench_writer(
-    c: &mut Criterion,
-    name: &str,
-    url: &str,
-    rt: &tokio::runtime::Runtime,
-    via_sqlx: bool,
-) {
     let db = rt.block_on(async {
         let db = Db::connect(url).await.unwrap();
         db.migrate().await.unwrap();
         db
     });
-    let mut writer = if via_sqlx {
-        LedgerWriter::through_sqlx(db.clone(), "bench")
-    } else {
-        LedgerWriter::new(db.clone(), "bench")
-    };
+    let mut writer = LedgerWriter::new(db.clone(), "bench");
     let mut group = c.benchmark_group(format!("ledger_commit_{name}"));
     group.sample_size(20);
     for size in [1usize, 64, 512, 2048] {

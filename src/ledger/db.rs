@@ -95,6 +95,11 @@ impl Db {
         Ok(Db { pool, backend, url })
     }
 
+    /// The database's URL (it may hold a password: never logged).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The SQLite database file, when that is the backend.
     pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
         if self.backend != Backend::Sqlite {

@@ -2,8 +2,10 @@
 //!
 //! One `Db` handle serves both backends through sqlx's `Any` driver, so every query,
 //! test and invariant is written once. Writes that carry money go through
-//! [`writer::LedgerWriter`], one database transaction per batch with the audit chain;
-//! reads for start-up, sync, verify and reports live in [`read`].
+//! [`writer::LedgerWriter`], one database transaction per batch with the audit chain, on
+//! each backend's own connection (a SQLite thread, a `PgConnection`: the hot path's
+//! bulk inserts need what the generic driver lacks); reads for start-up, sync, verify
+//! and reports live in [`read`].
 
 pub mod bulk;
 pub mod chain;

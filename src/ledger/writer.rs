@@ -1,9 +1,18 @@
 //! The one place that appends ledger batches: one database transaction per batch,
 //! serialised against any other writer (the CLI) so the audit chain stays a chain.
+//!
+//! SQLite is written by a thread of its own (sqlite_writer.rs). PostgreSQL by this
+//! module on a `PgConnection` rather than the generic driver's: the generic driver binds
+//! no arrays, so a batch's columns went as text literals (`{"a","b"}`) that the server
+//! scanned character by character, a fifth of its own code's CPU under the switch's
+//! load (docs/performance.md, session 8). Bound as binary `text[]` and `int8[]` they
+//! arrive with their lengths.
 
+use std::str::FromStr;
 use std::sync::LazyLock;
 
-use sqlx::AnyConnection;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AnyConnection, ConnectOptions, PgConnection};
 
 use super::chain::{batch_hash, GENESIS_HASH};
 use super::db::{Backend, Db};
@@ -14,11 +23,9 @@ use super::LedgerError;
 const TRANSFER_COLUMNS: &str = "batch_seq, idx, kind, mti, rc, approval, acquirer, terminal, stan, \
      transmitted, rrn, content_sha, card_sha, family_id, programme_id, channel, purse, amount_minor, \
      acceptor, reference, business_day, at_ms, balances";
-const TRANSFER_COLUMN_COUNT: usize = 23;
 const ENTRY_COLUMNS: &str = "batch_seq, transfer_idx, entry_idx, account_id, amount_minor";
-const ENTRY_COLUMN_COUNT: usize = 5;
-/// Rows per INSERT statement: under SQLite's 32,766 bound variables and PostgreSQL's
-/// 65,535 for the widest row.
+/// Rows per INSERT statement: a tranche of millions of lines goes in statements of
+/// bounded size (each column one array parameter).
 const ROWS_PER_STATEMENT_MAX: usize = 1_000;
 /// An arbitrary constant that names the ledger's advisory lock on PostgreSQL.
 const PG_LEDGER_LOCK: i64 = 8_583_001;
@@ -56,11 +63,11 @@ pub struct Committed {
 
 pub struct LedgerWriter {
     db: Db,
-    conn: Option<AnyConnection>,
-    /// The PostgreSQL backend serving `conn`: what to fence when a commit's answer is lost.
-    pid: Option<i32>,
+    /// PostgreSQL: the connection and the backend serving it (what to fence when a
+    /// commit's answer is lost).
+    conn: Option<(PgConnection, i32)>,
     source: &'static str,
-    /// SQLite goes through its own thread (sqlite_writer.rs); PostgreSQL through sqlx.
+    /// SQLite goes through its own thread (sqlite_writer.rs); PostgreSQL through `conn`.
     sqlite: Option<SqliteWriter>,
 }
 
@@ -72,21 +79,8 @@ impl LedgerWriter {
         LedgerWriter {
             db,
             conn: None,
-            pid: None,
             source,
             sqlite,
-        }
-    }
-
-    /// Through sqlx for every backend, SQLite included: the baseline the SQLite writer
-    /// thread is measured against (benches/ledger.rs).
-    pub fn through_sqlx(db: Db, source: &'static str) -> LedgerWriter {
-        LedgerWriter {
-            db,
-            conn: None,
-            pid: None,
-            source,
-            sqlite: None,
         }
     }
 
@@ -105,21 +99,18 @@ impl LedgerWriter {
         let deadline = tokio::time::Instant::now() + bound;
         if self.conn.is_none() {
             let opened = tokio::time::timeout_at(deadline, open_with_pid(&self.db)).await;
-            let (conn, pid) = opened.map_err(|_| timed_out("connect", bound))??;
-            (self.conn, self.pid) = (Some(conn), pid);
+            self.conn = Some(opened.map_err(|_| timed_out("connect", bound))??);
         }
-        let Some(conn) = self.conn.as_mut() else {
+        let Some((conn, pid)) = self.conn.as_mut() else {
             return Err(LedgerError::Invariant("no connection".into()));
         };
+        let pid = *pid;
         // A partition that holds packets would leave the writer waiting for ever: past
         // the bound the batch is answered 91 and the connection dropped. Up to COMMIT
         // nothing can have been posted: the server aborts an open transaction when its
         // connection goes.
-        let written = tokio::time::timeout_at(
-            deadline,
-            write_batch(&self.db, conn, batch, self.source, now_ms),
-        )
-        .await;
+        let written =
+            tokio::time::timeout_at(deadline, write_batch(conn, batch, self.source, now_ms)).await;
         let committed = match written.unwrap_or_else(|_| Err(timed_out("write", bound))) {
             Ok(committed) => committed,
             Err(err) => {
@@ -127,22 +118,14 @@ impl LedgerWriter {
                 return Err(err);
             }
         };
-        let answered =
-            tokio::time::timeout_at(deadline, crate::ledger::db::exec(conn, "COMMIT")).await;
+        let answered = tokio::time::timeout_at(deadline, exec(conn, "COMMIT")).await;
         if let Ok(Ok(())) = answered {
             return Ok(committed);
         }
         self.conn = None;
-        match self.pid.take() {
-            // COMMIT was sent and its answer lost: the batch may or may not be in. A 91
-            // says "nothing was posted", so find out before answering.
-            Some(old_pid) => self.resolve(old_pid, committed).await,
-            // SQLite through sqlx (the benches' baseline): a local error is an answer.
-            None => Err(match answered {
-                Ok(Err(err)) => err.into(),
-                _ => timed_out("commit", bound),
-            }),
-        }
+        // COMMIT was sent and its answer lost: the batch may or may not be in. A 91 says
+        // "nothing was posted", so find out before answering.
+        self.resolve(pid, committed).await
     }
 
     /// After a lost COMMIT answer: ends the old session (so its transaction can no
@@ -159,11 +142,11 @@ impl LedgerWriter {
         let batch_seq = committed.batch_seq;
         let fenced_and_read = tokio::time::timeout(RESOLVE_TIMEOUT, async {
             let (mut conn, pid) = open_with_pid(&db).await?;
-            sqlx::query(&db.sql("SELECT pg_terminate_backend(?)"))
+            sqlx::query("SELECT pg_terminate_backend($1)")
                 .bind(old_pid)
                 .execute(&mut conn)
                 .await?;
-            while sqlx::query(&db.sql("SELECT pid FROM pg_stat_activity WHERE pid = ?"))
+            while sqlx::query("SELECT pid FROM pg_stat_activity WHERE pid = $1")
                 .bind(old_pid)
                 .fetch_optional(&mut conn)
                 .await?
@@ -172,7 +155,7 @@ impl LedgerWriter {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             let found: Option<(String,)> =
-                sqlx::query_as(&db.sql("SELECT hash FROM ledger_batches WHERE batch_seq = ?"))
+                sqlx::query_as("SELECT hash FROM ledger_batches WHERE batch_seq = $1")
                     .bind(batch_seq)
                     .fetch_optional(&mut conn)
                     .await?;
@@ -181,7 +164,7 @@ impl LedgerWriter {
         .await;
         match fenced_and_read {
             Ok(Ok((conn, pid, found))) => {
-                (self.conn, self.pid) = (Some(conn), pid);
+                self.conn = Some((conn, pid));
                 if found.is_some_and(|(hash,)| hash == committed.hash) {
                     tracing::warn!(batch_seq, "a commit's answer was lost; the batch is in the ledger: answered as decided");
                     Ok(committed)
@@ -209,28 +192,35 @@ impl LedgerWriter {
     }
 }
 
-/// A connection and, on PostgreSQL, the backend serving it.
-async fn open_with_pid(db: &Db) -> Result<(AnyConnection, Option<i32>), LedgerError> {
-    let mut conn = db.open_connection().await?;
-    if db.backend != Backend::Postgres {
-        return Ok((conn, None)); // SQLite through sqlx: the benches' baseline
-    }
+/// A PostgreSQL connection of the writer's own and the backend serving it.
+async fn open_with_pid(db: &Db) -> Result<(PgConnection, i32), LedgerError> {
+    let mut conn = PgConnectOptions::from_str(db.url())?.connect().await?;
+    exec(&mut conn, "SET synchronous_commit = on").await?;
     let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
         .fetch_one(&mut conn)
         .await?;
-    Ok((conn, Some(pid)))
+    Ok((conn, pid))
+}
+
+/// A statement without parameters or results (BEGIN, COMMIT, SET), as a simple query.
+async fn exec(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+    sqlx::Executor::execute(conn, sql).await.map(|_| ())
 }
 
 /// Everything of a batch but its COMMIT, which the caller sends (and, if its answer is
 /// lost, resolves).
 async fn write_batch(
-    db: &Db,
-    conn: &mut AnyConnection,
+    conn: &mut PgConnection,
     batch: &Batch,
     source: &str,
     now_ms: i64,
 ) -> Result<Committed, LedgerError> {
-    begin_exclusive(db.backend, conn).await?;
+    exec(conn, "BEGIN").await?;
+    exec(
+        conn,
+        &format!("SELECT pg_advisory_xact_lock({PG_LEDGER_LOCK})"),
+    )
+    .await?;
     let head: Option<(i64, String)> = sqlx::query_as(
         "SELECT batch_seq, hash FROM ledger_batches ORDER BY batch_seq DESC LIMIT 1",
     )
@@ -239,9 +229,10 @@ async fn write_batch(
     let (prev_seq, prev_hash) = head.unwrap_or((0, GENESIS_HASH.to_string()));
     let batch_seq = prev_seq + 1;
     let hash = batch_hash(&prev_hash, batch_seq, &batch.transfers, &batch.entries);
-    sqlx::query(&db.sql(
-        "INSERT INTO ledger_batches (batch_seq, source, committed_ms, prev_hash, hash) VALUES (?, ?, ?, ?, ?)",
-    ))
+    sqlx::query(
+        "INSERT INTO ledger_batches (batch_seq, source, committed_ms, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
     .bind(batch_seq)
     .bind(source)
     .bind(now_ms)
@@ -250,13 +241,13 @@ async fn write_batch(
     .execute(&mut *conn)
     .await?;
     for chunk in batch.transfers.chunks(ROWS_PER_STATEMENT_MAX) {
-        insert_transfers(db, conn, batch_seq, chunk).await?;
+        insert_transfers(conn, batch_seq, chunk).await?;
     }
     for chunk in batch.entries.chunks(ROWS_PER_STATEMENT_MAX) {
-        insert_entries(db, conn, batch_seq, chunk).await?;
+        insert_entries(conn, batch_seq, chunk).await?;
     }
     for (card_sha, event) in &batch.card_events {
-        sqlx::query(&db.sql("INSERT INTO card_events (card_sha, event, at_ms) VALUES (?, ?, ?)"))
+        sqlx::query("INSERT INTO card_events (card_sha, event, at_ms) VALUES ($1, $2, $3)")
             .bind(card_sha)
             .bind(event)
             .bind(now_ms)
@@ -288,95 +279,17 @@ pub(crate) async fn begin_exclusive(
     Ok(())
 }
 
-fn values_clause(rows: usize, columns: usize) -> String {
-    let one = format!("({})", vec!["?"; columns].join(", "));
-    vec![one; rows].join(", ")
-}
-
-async fn insert_transfers(
-    db: &Db,
-    conn: &mut AnyConnection,
-    batch_seq: i64,
-    rows: &[TransferRow],
-) -> Result<(), sqlx::Error> {
-    if db.backend == Backend::Postgres {
-        return insert_transfers_unnest(conn, batch_seq, rows).await;
-    }
-    let sql = format!(
-        "INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES {}",
-        values_clause(rows.len(), TRANSFER_COLUMN_COUNT)
-    );
-    let sql = db.sql(&sql);
-    let mut query = sqlx::query(&sql);
-    for t in rows {
-        query = query
-            .bind(batch_seq)
-            .bind(t.idx)
-            .bind(t.kind.as_str())
-            .bind(t.mti.as_str())
-            .bind(t.rc.as_str())
-            .bind(t.approval.as_str())
-            .bind(t.acquirer.as_str())
-            .bind(t.terminal.as_str())
-            .bind(t.stan.as_str())
-            .bind(t.transmitted.as_str())
-            .bind(t.rrn.as_str())
-            .bind(t.content_sha.as_str())
-            .bind(t.card_sha.as_str())
-            .bind(t.family_id.as_str())
-            .bind(t.programme_id.as_str())
-            .bind(t.channel.as_str())
-            .bind(t.purse.as_str())
-            .bind(t.amount_minor)
-            .bind(t.acceptor.as_str())
-            .bind(t.reference.as_str())
-            .bind(t.business_day)
-            .bind(t.at_ms)
-            .bind(t.balances.as_str());
-    }
-    query.execute(&mut *conn).await?;
-    Ok(())
-}
-
-async fn insert_entries(
-    db: &Db,
-    conn: &mut AnyConnection,
-    batch_seq: i64,
-    rows: &[EntryRow],
-) -> Result<(), sqlx::Error> {
-    if db.backend == Backend::Postgres {
-        return insert_entries_unnest(conn, batch_seq, rows).await;
-    }
-    let sql = format!(
-        "INSERT INTO entries ({ENTRY_COLUMNS}) VALUES {}",
-        values_clause(rows.len(), ENTRY_COLUMN_COUNT)
-    );
-    let sql = db.sql(&sql);
-    let mut query = sqlx::query(&sql);
-    for e in rows {
-        query = query
-            .bind(batch_seq)
-            .bind(e.transfer_idx)
-            .bind(e.entry_idx)
-            .bind(e.account_id)
-            .bind(e.amount_minor);
-    }
-    query.execute(&mut *conn).await?;
-    Ok(())
-}
-
-// PostgreSQL: one statement text whatever the number of rows, so it is parsed and
-// planned once per connection. Each column travels as one array, written as its text
-// literal (the generic driver binds no arrays) and unnested on the server, in the order
-// of TRANSFER_COLUMNS / ENTRY_COLUMNS. The VALUES form made every batch size a statement
-// of its own with 23 parameters a row.
+// One statement text whatever the number of rows, so it is parsed and planned once per
+// connection. Each column travels as one binary array and is unnested on the server, in
+// the order of TRANSFER_COLUMNS / ENTRY_COLUMNS. (The VALUES form made every batch size
+// a statement of its own with 23 parameters a row.)
 static PG_INSERT_TRANSFERS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO transfers ({TRANSFER_COLUMNS}) SELECT $1::bigint, u.* FROM UNNEST(\
          $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
          $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], \
          $15::text[], $16::text[], $17::text[], $18::bigint[], $19::text[], $20::text[], \
-         $21::int[], $22::bigint[], $23::text[]) AS u"
+         $21::bigint[], $22::bigint[], $23::text[]) AS u"
     )
 });
 static PG_INSERT_ENTRIES: LazyLock<String> = LazyLock::new(|| {
@@ -386,16 +299,17 @@ static PG_INSERT_ENTRIES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-async fn insert_transfers_unnest(
-    conn: &mut AnyConnection,
+async fn insert_transfers(
+    conn: &mut PgConnection,
     batch_seq: i64,
     rows: &[TransferRow],
 ) -> Result<(), sqlx::Error> {
-    let int = |f: fn(&TransferRow) -> i64| pg_array_of_ints(rows.iter().map(f));
-    let text = |f: fn(&TransferRow) -> &str| pg_array_of_texts(rows.iter().map(f));
+    let int = |f: fn(&TransferRow) -> i32| rows.iter().map(f).collect::<Vec<i32>>();
+    let bigint = |f: fn(&TransferRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+    let text = |f: fn(&TransferRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
     sqlx::query(&PG_INSERT_TRANSFERS)
         .bind(batch_seq)
-        .bind(int(|t| t.idx.into()))
+        .bind(int(|t| t.idx))
         .bind(text(|t| &t.kind))
         .bind(text(|t| &t.mti))
         .bind(text(|t| &t.rc))
@@ -411,67 +325,33 @@ async fn insert_transfers_unnest(
         .bind(text(|t| &t.programme_id))
         .bind(text(|t| &t.channel))
         .bind(text(|t| &t.purse))
-        .bind(int(|t| t.amount_minor))
+        .bind(bigint(|t| t.amount_minor))
         .bind(text(|t| &t.acceptor))
         .bind(text(|t| &t.reference))
-        .bind(int(|t| t.business_day))
-        .bind(int(|t| t.at_ms))
+        .bind(bigint(|t| t.business_day))
+        .bind(bigint(|t| t.at_ms))
         .bind(text(|t| &t.balances))
         .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
-async fn insert_entries_unnest(
-    conn: &mut AnyConnection,
+async fn insert_entries(
+    conn: &mut PgConnection,
     batch_seq: i64,
     rows: &[EntryRow],
 ) -> Result<(), sqlx::Error> {
-    let int = |f: fn(&EntryRow) -> i64| pg_array_of_ints(rows.iter().map(f));
+    let int = |f: fn(&EntryRow) -> i32| rows.iter().map(f).collect::<Vec<i32>>();
+    let bigint = |f: fn(&EntryRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
     sqlx::query(&PG_INSERT_ENTRIES)
         .bind(batch_seq)
-        .bind(int(|e| e.transfer_idx.into()))
-        .bind(int(|e| e.entry_idx.into()))
-        .bind(int(|e| e.account_id))
-        .bind(int(|e| e.amount_minor))
+        .bind(int(|e| e.transfer_idx))
+        .bind(int(|e| e.entry_idx))
+        .bind(bigint(|e| e.account_id))
+        .bind(bigint(|e| e.amount_minor))
         .execute(&mut *conn)
         .await?;
     Ok(())
-}
-
-/// `{1,-2,3}`
-fn pg_array_of_ints(values: impl Iterator<Item = i64>) -> String {
-    pg_array(values, |out, v| {
-        let _ = std::fmt::Write::write_fmt(out, format_args!("{v}"));
-    })
-}
-
-/// `{"a","b \"c\""}`: every element quoted, so commas, braces, spaces and the word
-/// NULL stay text; a quote or backslash inside is escaped with a backslash.
-fn pg_array_of_texts<'a>(values: impl Iterator<Item = &'a str>) -> String {
-    pg_array(values, |out, v| {
-        out.push('"');
-        for c in v.chars() {
-            if c == '"' || c == '\\' {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-        out.push('"');
-    })
-}
-
-/// An array literal: `{`, the elements as `element` writes them, comma-separated, `}`.
-fn pg_array<T>(values: impl Iterator<Item = T>, element: impl Fn(&mut String, T)) -> String {
-    let mut out = String::from("{");
-    for (i, v) in values.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        element(&mut out, v);
-    }
-    out.push('}');
-    out
 }
 
 #[cfg(test)]
