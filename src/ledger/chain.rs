@@ -36,10 +36,7 @@ pub fn batch_hash(
     }
     row.clear();
     for e in entries {
-        row.extend_from_slice(&e.transfer_idx.to_le_bytes());
-        row.extend_from_slice(&e.entry_idx.to_le_bytes());
-        row.extend_from_slice(&e.account_id.to_le_bytes());
-        row.extend_from_slice(&e.amount_minor.to_le_bytes());
+        entry_into(&mut row, e);
         if row.len() >= ROW_BYTES_TYPICAL {
             h.update(&row);
             row.clear();
@@ -83,6 +80,13 @@ fn transfer_into(out: &mut Vec<u8>, t: &TransferRow) {
     out.extend_from_slice(&t.at_ms.to_le_bytes());
 }
 
+fn entry_into(out: &mut Vec<u8>, e: &EntryRow) {
+    out.extend_from_slice(&e.transfer_idx.to_le_bytes());
+    out.extend_from_slice(&e.entry_idx.to_le_bytes());
+    out.extend_from_slice(&e.account_id.to_le_bytes());
+    out.extend_from_slice(&e.amount_minor.to_le_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,16 +102,7 @@ mod tests {
         let mut all = prev_hash.as_bytes().to_vec();
         all.extend_from_slice(&batch_seq.to_le_bytes());
         transfers.iter().for_each(|t| transfer_into(&mut all, t));
-        for e in entries {
-            let fields = [e.account_id, e.amount_minor].map(i64::to_le_bytes);
-            all.extend(
-                e.transfer_idx
-                    .to_le_bytes()
-                    .iter()
-                    .chain(&e.entry_idx.to_le_bytes()),
-            );
-            all.extend(fields.iter().flatten());
-        }
+        entries.iter().for_each(|e| entry_into(&mut all, e));
         hex::encode(Sha256::digest(&all))
     }
 

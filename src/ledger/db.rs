@@ -223,6 +223,10 @@ async fn attach_projections(
     crate::ledger::db::exec(conn, "PRAGMA projections.synchronous = NORMAL").await
 }
 
+/// PostgreSQL's durability setting, per connection (the pool's and the writer's own):
+/// a `00` leaves only after the commit is flushed.
+pub(crate) const PG_SESSION_SETUP: &str = "SET synchronous_commit = on";
+
 /// Durability settings, per connection: a `00` leaves only after an fsync'd commit.
 async fn session_setup(conn: &mut AnyConnection, backend: Backend) -> Result<(), sqlx::Error> {
     match backend {
@@ -233,7 +237,7 @@ async fn session_setup(conn: &mut AnyConnection, backend: Backend) -> Result<(),
                 .await?;
         }
         Backend::Postgres => {
-            crate::ledger::db::exec(conn, "SET synchronous_commit = on").await?;
+            crate::ledger::db::exec(conn, PG_SESSION_SETUP).await?;
         }
     }
     conn.ping().await

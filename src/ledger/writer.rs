@@ -27,8 +27,9 @@ const ENTRY_COLUMNS: &str = "batch_seq, transfer_idx, entry_idx, account_id, amo
 /// Rows per INSERT statement: a tranche of millions of lines goes in statements of
 /// bounded size (each column one array parameter).
 const ROWS_PER_STATEMENT_MAX: usize = 1_000;
-/// An arbitrary constant that names the ledger's advisory lock on PostgreSQL.
-const PG_LEDGER_LOCK: i64 = 8_583_001;
+/// Takes the ledger's advisory lock on PostgreSQL for the transaction (8583001: an
+/// arbitrary number that names it). One text for every writer and importer.
+const PG_TAKE_LEDGER_LOCK: &str = "SELECT pg_advisory_xact_lock(8583001)";
 
 /// The longest a PostgreSQL connect or commit of a switch batch may take before the
 /// batch is answered 91. Generous against fsync stalls; short against a terminal's
@@ -195,7 +196,7 @@ impl LedgerWriter {
 /// A PostgreSQL connection of the writer's own and the backend serving it.
 async fn open_with_pid(db: &Db) -> Result<(PgConnection, i32), LedgerError> {
     let mut conn = PgConnectOptions::from_str(db.url())?.connect().await?;
-    exec(&mut conn, "SET synchronous_commit = on").await?;
+    exec(&mut conn, super::db::PG_SESSION_SETUP).await?;
     let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
         .fetch_one(&mut conn)
         .await?;
@@ -216,11 +217,7 @@ async fn write_batch(
     now_ms: i64,
 ) -> Result<Committed, LedgerError> {
     exec(conn, "BEGIN").await?;
-    exec(
-        conn,
-        &format!("SELECT pg_advisory_xact_lock({PG_LEDGER_LOCK})"),
-    )
-    .await?;
+    exec(conn, PG_TAKE_LEDGER_LOCK).await?;
     let head: Option<(i64, String)> = sqlx::query_as(
         "SELECT batch_seq, hash FROM ledger_batches ORDER BY batch_seq DESC LIMIT 1",
     )
@@ -269,11 +266,7 @@ pub(crate) async fn begin_exclusive(
         }
         Backend::Postgres => {
             crate::ledger::db::exec(conn, "BEGIN").await?;
-            crate::ledger::db::exec(
-                conn,
-                &format!("SELECT pg_advisory_xact_lock({PG_LEDGER_LOCK})"),
-            )
-            .await?;
+            crate::ledger::db::exec(conn, PG_TAKE_LEDGER_LOCK).await?;
         }
     }
     Ok(())
