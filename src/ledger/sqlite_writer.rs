@@ -134,25 +134,44 @@ impl SqliteLedger {
 }
 
 /// Copies committed WAL frames back into the database file on a connection of its own,
-/// so the writer's commits (and the answers waiting for them) never wait for it. A
-/// PASSIVE checkpoint takes no write lock; SQLite restarts the WAL from its beginning
-/// once it has been copied back. Ends when the writer thread does.
+/// so the writer's commits (and the answers waiting for them) never wait for it, and
+/// flushes what it copied. A PASSIVE checkpoint takes no write lock. Ends when the
+/// writer thread does.
+///
+/// Why the flush: SQLite syncs the database file only at a checkpoint that reaches the
+/// WAL's end, and under a commit every few hundred microseconds these passes never do
+/// (the writer appends while they copy); the WAL then starts again only through the
+/// writer's own checkpoint at `WAL_AUTOCHECKPOINT_PAGES`, inside a commit, whose one
+/// sync flushed every page copied back since the last one: two seconds of them at
+/// 20,000 requests/s, 10-25 ms, with the answers waiting behind it (docs/performance.md,
+/// session 9). Flushed after each pass here, that sync finds a few pages. An fsync
+/// through a descriptor of our own flushes the file's pages whoever wrote them; SQLite
+/// relies on nothing it changes.
 fn copy_back(path: PathBuf, wal: mpsc::Receiver<()>) {
-    let mut conn: Option<Connection> = None;
+    let mut opened: Option<(Connection, std::fs::File)> = None;
     for () in wal {
-        if conn.is_none() {
-            conn = Connection::open(&path)
+        if opened.is_none() {
+            opened = Connection::open(&path)
                 .and_then(|c| c.busy_timeout(std::time::Duration::from_secs(5)).map(|_| c))
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    std::fs::File::open(&path)
+                        .map(|file| (c, file))
+                        .map_err(|e| e.to_string())
+                })
                 .map_err(|e| tracing::warn!(error = %e, "SQLite WAL connection failed"))
                 .ok();
         }
-        let Some(c) = conn.as_ref() else {
+        let Some((c, file)) = opened.as_ref() else {
             continue;
         };
-        let copied = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        let copied = c
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(|e| e.to_string())
+            .and_then(|()| file.sync_data().map_err(|e| e.to_string()));
         if let Err(e) = copied {
             tracing::warn!(error = %e, "SQLite WAL copy-back failed; will retry");
-            conn = None;
+            opened = None;
         }
         // At most a few copy-backs a second: each one reads what the last left.
         std::thread::sleep(WAL_COPY_BACK_PAUSE);
