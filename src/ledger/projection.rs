@@ -144,18 +144,17 @@ impl Db {
         .await?;
         let mut head = self.projection_head(conn).await?;
         let ledger_head = self.last_batch_seq(conn).await?;
-        if reborn {
-            tracing::warn!(ledger_head, "projections without a head: rebuilding them");
-            exec(conn, "DELETE FROM card_history").await?;
-            exec(conn, "DELETE FROM account_history").await?;
+        // Ahead of the ledger: the ledger was replaced (a restore) under a projection of
+        // another. Either way, start again from nothing.
+        let rebuild = if reborn {
+            Some("the store has no head")
         } else if head > ledger_head {
-            // The ledger was replaced (a restore) under a projection of another: start
-            // again from nothing.
-            tracing::warn!(
-                head,
-                ledger_head,
-                "projections ahead of the ledger: rebuilding them"
-            );
+            Some("the store is ahead of the ledger")
+        } else {
+            None
+        };
+        if let Some(why) = rebuild {
+            tracing::warn!(head, ledger_head, why, "projections rebuilt from nothing");
             exec(conn, "DELETE FROM card_history").await?;
             exec(conn, "DELETE FROM account_history").await?;
             head = 0;

@@ -159,7 +159,9 @@ fn copy_back(path: PathBuf, wal: mpsc::Receiver<()>) {
                         .map(|file| (c, file))
                         .map_err(|e| e.to_string())
                 })
-                .map_err(|e| tracing::warn!(error = %e, "SQLite WAL connection failed"))
+                .map_err(
+                    |e| tracing::warn!(error = %e, "SQLite WAL copy-back cannot open the ledger"),
+                )
                 .ok();
         }
         let Some((c, file)) = opened.as_ref() else {
