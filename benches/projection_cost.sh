@@ -5,16 +5,17 @@
 # tables, in steps of STEP batches (one transaction each, `synchronous_commit = off`, as
 # the projector does), once per layout and round, after a CHECKPOINT each:
 #
-#   logged      as shipped: logged tables, the card hash compared by the database's
-#               collation (here C.UTF-8)
-#   logged_icu  logged, the card hash compared by an English ICU collation, as in a
-#               database created with such a locale (COLLATE "en-US-x-icu")
-#   logged_c    logged, the card hash compared byte by byte (COLLATE "C")
-#   unlogged    unlogged tables (no write-ahead log)
-#   unlogged_c  unlogged, COLLATE "C"
+#   logged      as shipped: logged tables, the card hash as its 32 bytes (BYTEA)
+#   text        as shipped before session 10: the card hash as 64 hex characters,
+#               compared by the database's collation (here C.UTF-8)
+#   text_icu    hex text compared by an English ICU collation, as in a database
+#               created with such a locale (COLLATE "en-US-x-icu")
+#   text_c      hex text compared byte by byte (COLLATE "C")
+#   unlogged    unlogged tables (no write-ahead log), BYTEA
 #
-# Prints the seconds each layout took for the card step and the account step, and the
-# ratio of each to `logged`: the server's work only, no switch running.
+# Prints the seconds each layout took for the card step and the account step, the
+# ratio of each to `logged`, and the card table's size (table and key) after the last
+# round: the server's work only, no switch running.
 #
 #   benches/projection_cost.sh                  # 20 s of load, 10,000 families
 #   FAMILIES=100000 DURATION=30 ROUNDS=2 benches/projection_cost.sh
@@ -47,9 +48,9 @@ mg_say "backlog: batches $head..$last, $cards card transfers, $legs entries"
 
 # The two tables of a layout, as `ch_NAME` and `ah_NAME`.
 create() {
-  local name=$1 persistence=$2 collation=$3
+  local name=$1 persistence=$2 card_type=$3
   mg_sql "
-    CREATE $persistence TABLE ch_$name (card_sha TEXT $collation NOT NULL, at_ms BIGINT NOT NULL,
+    CREATE $persistence TABLE ch_$name (card_sha $card_type NOT NULL, at_ms BIGINT NOT NULL,
       batch_seq BIGINT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (card_sha, at_ms, batch_seq, idx));
     CREATE $persistence TABLE ah_$name (account_id BIGINT NOT NULL, batch_seq BIGINT NOT NULL,
       transfer_idx INTEGER NOT NULL, entry_idx INTEGER NOT NULL, amount_minor BIGINT NOT NULL,
@@ -62,10 +63,14 @@ steps() {
   for ((from = head; from < last; from += STEP)); do
     to=$((from + STEP < last ? from + STEP : last))
     echo "BEGIN; SET LOCAL synchronous_commit = off;"
-    if [[ $table == ch_* ]]; then
+    if [[ $table == ch_text* ]]; then
       echo "INSERT INTO $table SELECT card_sha, at_ms, batch_seq, idx FROM transfers
         WHERE batch_seq > $from AND batch_seq <= $to AND card_sha <> ''
         ORDER BY card_sha, at_ms, batch_seq, idx;"
+    elif [[ $table == ch_* ]]; then
+      echo "INSERT INTO $table SELECT decode(card_sha, 'hex'), at_ms, batch_seq, idx FROM transfers
+        WHERE batch_seq > $from AND batch_seq <= $to AND card_sha <> ''
+        ORDER BY 1, 2, 3, 4;"
     else
       echo "INSERT INTO $table SELECT account_id, batch_seq, transfer_idx, entry_idx, amount_minor
         FROM entries WHERE batch_seq > $from AND batch_seq <= $to
@@ -86,12 +91,12 @@ timed() {
   awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }'
 }
 
-LAYOUTS=(logged logged_icu logged_c unlogged unlogged_c)
-create logged "" ""
-create logged_icu "" 'COLLATE "en-US-x-icu"'
-create logged_c "" 'COLLATE "C"'
-create unlogged UNLOGGED ""
-create unlogged_c UNLOGGED 'COLLATE "C"'
+LAYOUTS=(logged text text_icu text_c unlogged)
+create logged "" BYTEA
+create text "" TEXT
+create text_icu "" 'TEXT COLLATE "en-US-x-icu"'
+create text_c "" 'TEXT COLLATE "C"'
+create unlogged UNLOGGED BYTEA
 declare -A card_s account_s
 for ((round = 1; round <= ROUNDS; round++)); do
   for layout in "${LAYOUTS[@]}"; do
@@ -105,10 +110,11 @@ echo "load average before: $LOAD_BEFORE_RUN; backlog: $cards card transfers, $le
 mean() { awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.2f", s / NF }' <<<"$1"; }
 base_card="$(mean "${card_s[logged]}")"
 base_account="$(mean "${account_s[logged]}")"
-printf '%-11s %-22s %-7s %-22s %-7s\n' layout "card step s" ratio "account step s" ratio
+printf '%-11s %-22s %-7s %-9s %-22s %-7s\n' layout "card step s" ratio "card MiB" "account step s" ratio
 for layout in "${LAYOUTS[@]}"; do
-  printf '%-11s %-22s %-7s %-22s %-7s\n' "$layout" "${card_s[$layout]}" \
+  printf '%-11s %-22s %-7s %-9s %-22s %-7s\n' "$layout" "${card_s[$layout]}" \
     "$(awk -v a="$(mean "${card_s[$layout]}")" -v b="$base_card" 'BEGIN { printf "%.3f", a / b }')" \
+    "$(mg_sql "SELECT round(pg_total_relation_size('ch_$layout') / 1048576.0, 1)")" \
     "${account_s[$layout]}" \
     "$(awk -v a="$(mean "${account_s[$layout]}")" -v b="$base_account" 'BEGIN { printf "%.3f", a / b }')"
 done

@@ -83,6 +83,11 @@ if [[ -n "$commits" && "$commits" != 0 ]]; then
   sed -n 's/^multiguna_ledger_commit_duration_seconds_bucket{le="\([0-9.e+-]*\)"} \([0-9]*\)$/\1 \2/p' "$WORK/switch.metrics" |
     awk -v n="$commits" '$1 >= 0.005 && $1 <= 0.25 { printf "%s ms: %d  ", $1 * 1000, n - $2 } END { print "" }'
 fi
+if [[ "$BACKEND" == sqlite ]]; then
+  # What the projector rewrote its pages into: the same load makes the same rows.
+  mib() { awk -v b="$(stat -c %s "$1" 2>/dev/null || echo 0)" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+  echo "files after the run: ledger $(mib "$WORK/multiguna.db"), projections $(mib "$WORK/multiguna.db-projections")"
+fi
 echo "ratio switch/echo: throughput $(ratio "$(num switch throughput_per_s)" "$(num echo throughput_per_s)")," \
   "p50 latency $(ratio "$(num switch p50)" "$(num echo p50)")," \
   "p99 latency $(ratio "$(num switch p99)" "$(num echo p99)")"

@@ -11,6 +11,18 @@ fn entries(db: &TestDb) -> i64 {
     db.scalar("SELECT COUNT(*) FROM entries")
 }
 
+/// Appends a test transfer of `card` moving `amount` from account 1 to account 2.
+fn push_card_transfer(batch: &mut multiguna::ledger::Batch, card: &str, amount: i64, at_ms: i64) {
+    let row = multiguna::ledger::TransferRow {
+        kind: "test".into(),
+        card_sha: card.to_string(),
+        amount_minor: amount,
+        at_ms,
+        ..Default::default()
+    };
+    batch.push(row, &[(1, -amount), (2, amount)]);
+}
+
 #[test]
 fn hold_lowers_available_only_and_completion_posts_up_to_the_hold_once() {
     for db in backends() {
@@ -487,7 +499,7 @@ fn writers_in_turn_keep_one_chain_and_a_large_batch_goes_whole() {
 /// projected again from nothing: no row twice, none missing.
 #[test]
 fn projections_without_their_head_are_read_as_empty_and_projected_again() {
-    use multiguna::ledger::{verify::verify, Batch, Db, LedgerWriter, TransferRow};
+    use multiguna::ledger::{verify::verify, Batch, Db, LedgerWriter};
     const AT_MS: i64 = 1_795_400_000_000;
     let card = "ab".repeat(32);
     for db in backends() {
@@ -498,14 +510,7 @@ fn projections_without_their_head_are_read_as_empty_and_projected_again() {
             for b in 0..2_i64 {
                 let mut batch = Batch::default();
                 for i in 0..3_i64 {
-                    let row = TransferRow {
-                        kind: "test".into(),
-                        card_sha: card.clone(),
-                        amount_minor: 10 * b + i,
-                        at_ms: AT_MS + 10 * b + i,
-                        ..TransferRow::default()
-                    };
-                    batch.push(row, &[(1, -(10 * b + i)), (2, 10 * b + i)]);
+                    push_card_transfer(&mut batch, &card, 10 * b + i, AT_MS + 10 * b + i);
                 }
                 writer.commit(&mut batch, AT_MS).await.expect("commit");
             }
@@ -533,6 +538,71 @@ fn projections_without_their_head_are_read_as_empty_and_projected_again() {
             assert_eq!(projected.head, 2, "{}", db.name);
             assert_eq!(count("card_history"), 6, "{}: each once", db.name);
             assert_eq!(count("account_history"), 12, "{}: each once", db.name);
+            verify(&ledger)
+                .await
+                .expect("the projections match the ledger");
+        });
+    }
+}
+
+/// A projection store of an older layout (an older build's: the card's hash as hex
+/// text, no layout recorded) is dropped at start-up and projected again from the ledger;
+/// a store of this build's layout is kept as it is.
+#[test]
+fn a_projection_store_of_an_older_layout_is_dropped_and_projected_again() {
+    use multiguna::ledger::{verify::verify, Batch, Db, LedgerWriter};
+    const AT_MS: i64 = 1_795_400_000_000;
+    let card = "cd".repeat(32);
+    for db in backends() {
+        runtime().block_on(async {
+            let ledger = Db::connect(&db.url).await.expect("connect");
+            ledger.migrate().await.expect("migrate");
+            let mut writer = LedgerWriter::new(ledger.clone(), "switch");
+            let mut batch = Batch::default();
+            for i in 0..3_i64 {
+                push_card_transfer(&mut batch, &card, i, AT_MS + i);
+            }
+            writer.commit(&mut batch, AT_MS).await.expect("commit");
+            ledger.project_all().await.expect("project");
+            let count = |table: &str| db.scalar(&format!("SELECT COUNT(*) FROM {table}"));
+            let newest_first = |ledger: Db| {
+                let card = card.clone();
+                async move {
+                    let mut conn = ledger.pool.acquire().await.expect("conn");
+                    let rows = ledger.card_transfers(&mut conn, &card, 10).await;
+                    rows.expect("history")
+                        .iter()
+                        .map(|t| t.amount_minor)
+                        .collect::<Vec<i64>>()
+                }
+            };
+
+            // An older build's store, fully projected: its card rows as hex text.
+            let into = if db.is_postgres() { "" } else { "projections." };
+            db.exec(&format!(
+                "DROP TABLE card_history; DROP TABLE projection_layout; \
+                 CREATE TABLE {into}card_history (card_sha TEXT NOT NULL, at_ms BIGINT NOT NULL, \
+                     batch_seq BIGINT NOT NULL, idx INTEGER NOT NULL, \
+                     PRIMARY KEY (card_sha, at_ms, batch_seq, idx)); \
+                 INSERT INTO card_history SELECT card_sha, at_ms, batch_seq, idx FROM transfers;"
+            ));
+            assert_eq!(count("card_history"), 3, "{}", db.name);
+
+            // Start-up lays the store out anew: empty, so every row comes from the ledger.
+            ledger.migrate().await.expect("migrate again");
+            assert_eq!(count("card_history"), 0, "{}: the old rows went", db.name);
+            assert_eq!(count("account_history"), 0, "{}", db.name);
+            assert_eq!(newest_first(ledger.clone()).await, [2, 1, 0], "{}", db.name);
+
+            let projected = ledger.project_step().await.expect("projected again");
+            assert_eq!(projected.head, 1, "{}", db.name);
+            assert_eq!(count("card_history"), 3, "{}: each once", db.name);
+            assert_eq!(newest_first(ledger.clone()).await, [2, 1, 0], "{}", db.name);
+
+            // This build's own store is kept by the next start.
+            ledger.migrate().await.expect("migrate a third time");
+            assert_eq!(count("card_history"), 3, "{}: kept", db.name);
+            assert_eq!(count("account_history"), 6, "{}: kept", db.name);
             verify(&ledger)
                 .await
                 .expect("the projections match the ledger");

@@ -42,11 +42,19 @@ const STEP_BATCHES_MAX: i64 = 16_384;
 /// limit).
 const ACCOUNTS_PER_QUERY_MAX: usize = 5_000;
 
+/// The projections' layout. A store of another layout (an older build's) is dropped at
+/// start-up and projected again from the ledger: the store is derived, rebuilt rather
+/// than migrated. 2: the card's hash as its 32 bytes, not 64 hex characters, which took
+/// 40% of `card_history`'s pages and of the projector's writes (docs/performance.md,
+/// session 10).
+const LAYOUT: i64 = 2;
+
 /// The projection tables; `{db}` names the database they live in (SQLite's attached
-/// file) and `{rowid}` drops SQLite's hidden row id, the key being the table.
+/// file), `{rowid}` drops SQLite's hidden row id (the key being the table) and `{bytes}`
+/// is the backend's byte-string type.
 const SCHEMA: &str = "\
 CREATE TABLE IF NOT EXISTS {db}card_history (
-    card_sha  TEXT NOT NULL,
+    card_sha  {bytes} NOT NULL,
     at_ms     BIGINT NOT NULL,
     batch_seq BIGINT NOT NULL,
     idx       INTEGER NOT NULL,
@@ -66,6 +74,19 @@ CREATE TABLE IF NOT EXISTS {db}projection_head (
 );
 INSERT INTO {db}projection_head (id, batch_seq)
     SELECT 1, 0 WHERE NOT EXISTS (SELECT 1 FROM {db}projection_head);";
+
+/// Which layout the store has, beside it.
+const LAYOUT_SCHEMA: &str = "\
+CREATE TABLE IF NOT EXISTS {db}projection_layout (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL
+)";
+
+/// A store of an older layout: its tables go, and `SCHEMA` lays them out again, empty.
+const DROP_TABLES: &str = "\
+DROP TABLE IF EXISTS {db}card_history;
+DROP TABLE IF EXISTS {db}account_history;
+DROP TABLE IF EXISTS {db}projection_head;";
 
 /// Where a projection step left things.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,15 +111,61 @@ pub fn sqlite_projections_path(ledger: &std::path::Path) -> std::path::PathBuf {
 }
 
 impl Db {
-    /// Creates the projection tables if missing (they are not ledger migrations: the
-    /// store is derived, and rebuilt rather than migrated).
+    /// Creates the projection tables if missing, in this build's layout: a store of
+    /// another is dropped, and the projector fills the new one from the ledger (they are
+    /// not ledger migrations: the store is derived, and rebuilt rather than migrated).
     pub(crate) async fn ensure_projections(&self) -> Result<(), LedgerError> {
-        let (db, rowid) = match self.backend {
-            Backend::Sqlite => ("projections.", " WITHOUT ROWID"),
-            Backend::Postgres => ("", ""),
+        let (db, rowid, bytes, lock) = match self.backend {
+            Backend::Sqlite => (
+                "projections.",
+                " WITHOUT ROWID",
+                "BLOB",
+                // The first write takes the projection file's write lock.
+                "UPDATE projection_layout SET version = version",
+            ),
+            Backend::Postgres => (
+                "",
+                "",
+                "BYTEA",
+                "LOCK TABLE projection_layout IN SHARE ROW EXCLUSIVE MODE",
+            ),
         };
-        let schema = SCHEMA.replace("{db}", db).replace("{rowid}", rowid);
-        sqlx::raw_sql(&schema).execute(&self.pool).await?;
+        let laid_out = |text: &str| {
+            text.replace("{db}", db)
+                .replace("{rowid}", rowid)
+                .replace("{bytes}", bytes)
+        };
+        sqlx::raw_sql(&laid_out(LAYOUT_SCHEMA))
+            .execute(&self.pool)
+            .await?;
+        // Under the lock, so that of two processes starting at once the second finds the
+        // first's layout rather than dropping it again.
+        let mut tx = self.pool.begin().await?;
+        exec(&mut tx, lock).await?;
+        let found: Option<(i64,)> =
+            sqlx::query_as("SELECT version FROM projection_layout WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let found = found.map(|(version,)| version);
+        if found != Some(LAYOUT) {
+            tracing::info!(
+                found = ?found,
+                layout = LAYOUT,
+                "projection store laid out anew: projected from the ledger"
+            );
+            sqlx::raw_sql(&laid_out(DROP_TABLES))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::raw_sql(&laid_out(SCHEMA)).execute(&mut *tx).await?;
+        sqlx::query(&self.sql(
+            "INSERT INTO projection_layout (id, version) VALUES (1, ?) \
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+        ))
+        .bind(LAYOUT)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -161,13 +228,19 @@ impl Db {
         }
         let upto = ledger_head.min(head + STEP_BATCHES_MAX);
         if upto > head {
-            // Sorted by each table's key, so the inserts walk each b-tree once.
-            sqlx::query(&self.sql(
+            // Sorted by each table's key, so the inserts walk each b-tree once. The
+            // ledger's hash is lowercase hex (the switch writes it so), which each
+            // backend turns into its bytes.
+            let card_bytes = match self.backend {
+                Backend::Sqlite => "unhex(card_sha)",
+                Backend::Postgres => "decode(card_sha, 'hex')",
+            };
+            sqlx::query(&self.sql(&format!(
                 "INSERT INTO card_history (card_sha, at_ms, batch_seq, idx) \
-                 SELECT card_sha, at_ms, batch_seq, idx FROM transfers \
+                 SELECT {card_bytes}, at_ms, batch_seq, idx FROM transfers \
                  WHERE batch_seq > ? AND batch_seq <= ? AND card_sha <> '' \
-                 ORDER BY card_sha, at_ms, batch_seq, idx",
-            ))
+                 ORDER BY 1, 2, 3, 4",
+            )))
             .bind(head)
             .bind(upto)
             .execute(&mut *conn)
@@ -251,9 +324,11 @@ impl Db {
             "{select} WHERE (batch_seq, idx) IN (SELECT batch_seq, idx FROM card_history \
              WHERE card_sha = ? AND batch_seq <= ? {newest})"
         );
+        // Not hex: no card of ours, so nothing projected either.
+        let card_bytes = hex::decode(card_sha).unwrap_or_default();
         rows.extend(
             sqlx::query_as::<_, TransferRow>(&self.sql(&projected_sql))
-                .bind(card_sha)
+                .bind(card_bytes)
                 .bind(head)
                 .bind(limit)
                 .fetch_all(&mut *conn)
