@@ -1,8 +1,12 @@
-//! Parse a typical 0200 purchase and build its 0210 response.
+//! Parse a typical 0200 purchase and build its 0210 response: the codec alone, and the
+//! edge's whole part of a request (the frame into a `Request` and a response skeleton,
+//! then the answer encoded), as the connection does it.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use multiguna::domain::response::{Response, ResponseCode};
+use multiguna::edge::{self, Inbound};
 use multiguna::iso8583::{Message, MessageBuilder, Mti};
 
 /// The purchase from tests/vectors (encoded by pyiso8583), 20 fields.
@@ -63,6 +67,20 @@ fn bench(c: &mut Criterion) {
             out.clear();
             build_0210(black_box(&req), &mut out);
             black_box(out.len())
+        })
+    });
+    let approved = Response {
+        code: ResponseCode::Approved,
+        approval_code: Some("A1B2C3".into()),
+        balances: Vec::new(),
+    };
+    c.bench_function("edge_0200_to_0210", |b| {
+        b.iter(|| match edge::translate(black_box(&bytes)) {
+            Inbound::Request(request, mut skeleton) => {
+                black_box(&request);
+                edge::encode_response(&mut skeleton, black_box(&approved), 2).len()
+            }
+            _ => 0,
         })
     });
 }

@@ -232,21 +232,21 @@ fn sent_for_another_acquirer<'a>(
 fn refuse_foreign_acquirer(
     bound: &str,
     request: &Request,
-    skeleton: Box<MessageBuilder>,
+    mut skeleton: Box<MessageBuilder>,
     permit: OwnedSemaphorePermit,
     timing: impl FnOnce(&'static str) -> RequestTiming,
 ) -> PendingReply {
     tracing::warn!(link = %bound, f32 = %request.key.acquirer, "F32 is not the acquirer of this TLS link: 03");
     let refused = Response::declined(ResponseCode::AcquirerNotAllowed);
     // A decline carries no balances, so the link's amount exponent plays no part.
-    let bytes = Bytes::from(edge::encode_response(*skeleton, &refused, 0));
+    let bytes = Bytes::from(edge::encode_response(&mut skeleton, &refused, 0));
     ready(permit, bytes, timing(refused.code.as_str()))
 }
 
 /// The authoriser's answer, or the echo baseline's 00, encoded for the link.
 fn decide(
     request: Box<Request>,
-    skeleton: Box<MessageBuilder>,
+    mut skeleton: Box<MessageBuilder>,
     ctx: &NetContext,
     permit: OwnedSemaphorePermit,
     timing: impl FnOnce(&'static str) -> RequestTiming + Send + 'static,
@@ -254,7 +254,7 @@ fn decide(
     let exponent = ctx.exponent(&request.key.acquirer);
     let Some(authoriser) = ctx.authoriser.as_ref() else {
         let echo = Response::declined(ResponseCode::Approved);
-        let bytes = Bytes::from(edge::encode_response(*skeleton, &echo, exponent));
+        let bytes = Bytes::from(edge::encode_response(&mut skeleton, &echo, exponent));
         return ready(permit, bytes, timing(echo.code.as_str()));
     };
     // One span per request, with the masked PAN only; at debug level it costs a level
@@ -277,7 +277,7 @@ fn decide(
                 .unwrap_or_else(|_| Response::declined(ResponseCode::SystemMalfunction));
             tracing::debug!(rc = response.code.as_str(), "answered");
             drop(permit);
-            let bytes = Bytes::from(edge::encode_response(*skeleton, &response, exponent));
+            let bytes = Bytes::from(edge::encode_response(&mut skeleton, &response, exponent));
             Outgoing {
                 bytes,
                 timing: timing(response.code.as_str()),
