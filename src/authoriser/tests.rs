@@ -284,7 +284,7 @@ impl Sut {
         let mut batch = Batch::default();
         self.core.expire_holds(now, &mut batch);
         let response = self.core.handle(&request, now, &mut batch);
-        batch.check_balanced().expect("every batch balances");
+        batch.check_invariants().expect("every batch balances");
         response.code.as_str().to_string()
     }
 }

@@ -229,8 +229,8 @@ impl Db {
         let upto = ledger_head.min(head + STEP_BATCHES_MAX);
         if upto > head {
             // Sorted by each table's key, so the inserts walk each b-tree once. The
-            // ledger's hash is lowercase hex (the switch writes it so), which each
-            // backend turns into its bytes.
+            // ledger's card hash is 64 lowercase hex digits or empty (checked before
+            // every write and by `ledger verify`), which each backend turns into bytes.
             let card_bytes = match self.backend {
                 Backend::Sqlite => "unhex(card_sha)",
                 Backend::Postgres => "decode(card_sha, 'hex')",

@@ -108,9 +108,11 @@ impl Batch {
         idx
     }
 
-    /// Double entry: every transfer's legs sum to zero. Checked before a write and
-    /// again by `ledger verify` after reading back (paired assertions).
-    pub fn check_balanced(&self) -> Result<(), String> {
+    /// Double entry: every transfer's legs sum to zero; and every card is named by its
+    /// hash as 64 lowercase hex digits, or not at all (the projector keys a card's
+    /// history by the hash's bytes). Checked before a write and again by `ledger verify`
+    /// after reading back (paired assertions).
+    pub fn check_invariants(&self) -> Result<(), String> {
         let mut sums = vec![0i128; self.transfers.len()];
         for entry in &self.entries {
             let slot = usize::try_from(entry.transfer_idx)
@@ -121,8 +123,21 @@ impl Batch {
                 })?;
             *slot += i128::from(entry.amount_minor);
         }
-        match sums.iter().position(|s| *s != 0) {
-            Some(i) => Err(format!("transfer {i} of the batch does not balance")),
+        if let Some(i) = sums.iter().position(|s| *s != 0) {
+            return Err(format!("transfer {i} of the batch does not balance"));
+        }
+        let card_named = |card_sha: &str| {
+            card_sha.is_empty()
+                || (card_sha.len() == 64
+                    && card_sha
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        };
+        match self.transfers.iter().position(|t| !card_named(&t.card_sha)) {
+            // The value itself stays out of the message: it may not be a hash at all.
+            Some(i) => Err(format!(
+                "transfer {i} of the batch names its card by something other than the hash"
+            )),
             None => Ok(()),
         }
     }
@@ -156,7 +171,16 @@ mod tests {
         assert_eq!(batch.transfers[0].kind, "refund");
         assert_eq!(batch.entries.len(), 2);
         assert_eq!(batch.spare.len(), 2);
-        batch.check_balanced().expect("balanced");
+        batch.check_invariants().expect("balanced");
+        batch.transfers[0].card_sha = "AB".repeat(32);
+        assert!(
+            batch.check_invariants().is_err(),
+            "upper case is not the hash"
+        );
+        batch.transfers[0].card_sha = "ab".repeat(31);
+        assert!(batch.check_invariants().is_err(), "too short");
+        batch.transfers[0].card_sha = "ab".repeat(32);
+        batch.check_invariants().expect("the hash");
 
         let mut big = Batch::default();
         for _ in 0..SPARE_ROWS_MAX + 10 {

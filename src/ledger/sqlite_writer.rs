@@ -111,7 +111,7 @@ impl SqliteLedger {
         source: &str,
         now_ms: i64,
     ) -> Result<Committed, LedgerError> {
-        batch.check_balanced().map_err(LedgerError::Invariant)?;
+        batch.check_invariants().map_err(LedgerError::Invariant)?;
         if self.conn.is_none() {
             self.conn = open(&self.path)
                 .map_err(|e| tracing::error!(error = %e, "SQLite ledger open failed"))

@@ -64,7 +64,7 @@ pub async fn verify(db: &Db) -> Result<VerifyReport, LedgerError> {
             entries,
             ..Batch::default()
         };
-        readback.check_balanced().map_err(broken)?;
+        readback.check_invariants().map_err(broken)?;
         for e in &readback.entries {
             *balances.entry(e.account_id).or_insert(0) += i128::from(e.amount_minor);
         }

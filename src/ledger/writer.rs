@@ -95,7 +95,7 @@ impl LedgerWriter {
         if let Some(sqlite) = self.sqlite.as_ref() {
             return sqlite.commit(batch, self.source, now_ms).await;
         }
-        batch.check_balanced().map_err(LedgerError::Invariant)?;
+        batch.check_invariants().map_err(LedgerError::Invariant)?;
         let bound = commit_timeout(batch.transfers.len());
         let deadline = tokio::time::Instant::now() + bound;
         if self.conn.is_none() {
