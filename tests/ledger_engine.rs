@@ -11,16 +11,42 @@ fn entries(db: &TestDb) -> i64 {
     db.scalar("SELECT COUNT(*) FROM entries")
 }
 
-/// Appends a test transfer of `card` moving `amount` from account 1 to account 2.
-fn push_card_transfer(batch: &mut multiguna::ledger::Batch, card: &str, amount: i64, at_ms: i64) {
-    let row = multiguna::ledger::TransferRow {
-        kind: "test".into(),
-        card_sha: card.to_string(),
-        amount_minor: amount,
-        at_ms,
-        ..Default::default()
-    };
-    batch.push(row, &[(1, -amount), (2, amount)]);
+/// When the card ledgers below are written.
+const CARD_AT_MS: i64 = 1_795_400_000_000;
+
+/// A fresh ledger holding `batches` batches of three transfers of `card`, each moving
+/// 10 x batch + i from account 1 to account 2 at that many ms after `CARD_AT_MS`.
+async fn card_ledger(db: &TestDb, card: &str, batches: i64) -> multiguna::ledger::Db {
+    use multiguna::ledger::{Batch, Db, LedgerWriter, TransferRow};
+    let ledger = Db::connect(&db.url).await.expect("connect");
+    ledger.migrate().await.expect("migrate");
+    let mut writer = LedgerWriter::new(ledger.clone(), "switch");
+    for b in 0..batches {
+        let mut batch = Batch::default();
+        for amount in (0..3).map(|i| 10 * b + i) {
+            let row = TransferRow {
+                kind: "test".into(),
+                card_sha: card.to_string(),
+                amount_minor: amount,
+                at_ms: CARD_AT_MS + amount,
+                ..TransferRow::default()
+            };
+            batch.push(row, &[(1, -amount), (2, amount)]);
+        }
+        writer.commit(&mut batch, CARD_AT_MS).await.expect("commit");
+    }
+    ledger
+}
+
+/// The amounts of `card`'s transfers as the card's history reads them, newest first.
+async fn card_amounts(ledger: &multiguna::ledger::Db, card: &str) -> Vec<i64> {
+    let mut conn = ledger.pool.acquire().await.expect("conn");
+    let history = ledger.card_transfers(&mut conn, card, 10).await;
+    history
+        .expect("history")
+        .iter()
+        .map(|t| t.amount_minor)
+        .collect()
 }
 
 #[test]
@@ -499,34 +525,20 @@ fn writers_in_turn_keep_one_chain_and_a_large_batch_goes_whole() {
 /// projected again from nothing: no row twice, none missing.
 #[test]
 fn projections_without_their_head_are_read_as_empty_and_projected_again() {
-    use multiguna::ledger::{verify::verify, Batch, Db, LedgerWriter};
-    const AT_MS: i64 = 1_795_400_000_000;
+    use multiguna::ledger::verify::verify;
     let card = "ab".repeat(32);
     for db in backends() {
         runtime().block_on(async {
-            let ledger = Db::connect(&db.url).await.expect("connect");
-            ledger.migrate().await.expect("migrate");
-            let mut writer = LedgerWriter::new(ledger.clone(), "switch");
-            for b in 0..2_i64 {
-                let mut batch = Batch::default();
-                for i in 0..3_i64 {
-                    push_card_transfer(&mut batch, &card, 10 * b + i, AT_MS + 10 * b + i);
-                }
-                writer.commit(&mut batch, AT_MS).await.expect("commit");
-            }
+            let ledger = card_ledger(&db, &card, 2).await;
             let projected = ledger.project_all().await.expect("project");
             assert_eq!(projected.head, 2, "{}", db.name);
             let count = |table: &str| db.scalar(&format!("SELECT COUNT(*) FROM {table}"));
 
             // The rows stay, the head goes: readers take everything from the ledger once.
             db.exec("DELETE FROM projection_head");
-            let mut conn = ledger.pool.acquire().await.expect("conn");
-            let history = ledger
-                .card_transfers(&mut conn, &card, 10)
-                .await
-                .expect("history");
-            let amounts: Vec<i64> = history.iter().map(|t| t.amount_minor).collect();
+            let amounts = card_amounts(&ledger, &card).await;
             assert_eq!(amounts, [12, 11, 10, 2, 1, 0], "{}: newest first", db.name);
+            let mut conn = ledger.pool.acquire().await.expect("conn");
             let balances = ledger
                 .account_balances(&mut conn, &[1, 2])
                 .await
@@ -550,32 +562,13 @@ fn projections_without_their_head_are_read_as_empty_and_projected_again() {
 /// a store of this build's layout is kept as it is.
 #[test]
 fn a_projection_store_of_an_older_layout_is_dropped_and_projected_again() {
-    use multiguna::ledger::{verify::verify, Batch, Db, LedgerWriter};
-    const AT_MS: i64 = 1_795_400_000_000;
+    use multiguna::ledger::verify::verify;
     let card = "cd".repeat(32);
     for db in backends() {
         runtime().block_on(async {
-            let ledger = Db::connect(&db.url).await.expect("connect");
-            ledger.migrate().await.expect("migrate");
-            let mut writer = LedgerWriter::new(ledger.clone(), "switch");
-            let mut batch = Batch::default();
-            for i in 0..3_i64 {
-                push_card_transfer(&mut batch, &card, i, AT_MS + i);
-            }
-            writer.commit(&mut batch, AT_MS).await.expect("commit");
+            let ledger = card_ledger(&db, &card, 1).await;
             ledger.project_all().await.expect("project");
             let count = |table: &str| db.scalar(&format!("SELECT COUNT(*) FROM {table}"));
-            let newest_first = |ledger: Db| {
-                let card = card.clone();
-                async move {
-                    let mut conn = ledger.pool.acquire().await.expect("conn");
-                    let rows = ledger.card_transfers(&mut conn, &card, 10).await;
-                    rows.expect("history")
-                        .iter()
-                        .map(|t| t.amount_minor)
-                        .collect::<Vec<i64>>()
-                }
-            };
 
             // An older build's store, fully projected: its card rows as hex text.
             let into = if db.is_postgres() { "" } else { "projections." };
@@ -592,12 +585,12 @@ fn a_projection_store_of_an_older_layout_is_dropped_and_projected_again() {
             ledger.migrate().await.expect("migrate again");
             assert_eq!(count("card_history"), 0, "{}: the old rows went", db.name);
             assert_eq!(count("account_history"), 0, "{}", db.name);
-            assert_eq!(newest_first(ledger.clone()).await, [2, 1, 0], "{}", db.name);
+            assert_eq!(card_amounts(&ledger, &card).await, [2, 1, 0], "{}", db.name);
 
             let projected = ledger.project_step().await.expect("projected again");
             assert_eq!(projected.head, 1, "{}", db.name);
             assert_eq!(count("card_history"), 3, "{}: each once", db.name);
-            assert_eq!(newest_first(ledger.clone()).await, [2, 1, 0], "{}", db.name);
+            assert_eq!(card_amounts(&ledger, &card).await, [2, 1, 0], "{}", db.name);
 
             // This build's own store is kept by the next start.
             ledger.migrate().await.expect("migrate a third time");

@@ -118,6 +118,12 @@ pub fn luhn_check_digit(body: &str) -> char {
     '0'
 }
 
+/// Whether `text` has the form `Pan::sha256_hex` gives: 64 lower-case hex digits (how
+/// the ledger names a card; checked before every write and by `ledger verify`).
+pub fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +152,8 @@ mod tests {
             .sha256_hex()
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(is_sha256_hex(&pan.sha256_hex()));
+        assert!(!is_sha256_hex(&pan.sha256_hex().to_uppercase()));
+        assert!(!is_sha256_hex(&pan.sha256_hex()[1..]));
     }
 }

@@ -1,6 +1,8 @@
 //! The rows of a ledger batch, as written and as read back. One struct for both, so the
 //! audit hash is computed over exactly what the database holds.
 
+use crate::domain::pan::is_sha256_hex;
+
 /// One decided message or money movement.
 #[derive(Debug, Clone, PartialEq, Eq, Default, sqlx::FromRow)]
 pub struct TransferRow {
@@ -126,14 +128,8 @@ impl Batch {
         if let Some(i) = sums.iter().position(|s| *s != 0) {
             return Err(format!("transfer {i} of the batch does not balance"));
         }
-        let card_named = |card_sha: &str| {
-            card_sha.is_empty()
-                || (card_sha.len() == 64
-                    && card_sha
-                        .bytes()
-                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-        };
-        match self.transfers.iter().position(|t| !card_named(&t.card_sha)) {
+        let misnamed = |t: &TransferRow| !t.card_sha.is_empty() && !is_sha256_hex(&t.card_sha);
+        match self.transfers.iter().position(misnamed) {
             // The value itself stays out of the message: it may not be a hash at all.
             Some(i) => Err(format!(
                 "transfer {i} of the batch names its card by something other than the hash"
