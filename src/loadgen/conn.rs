@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::stream::SplitSink;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::TcpStream;
@@ -144,7 +144,7 @@ pub async fn run(stream: TcpStream, framing: Framing, plan: Plan, factory: Arc<F
     let mut conn = Conn::new(plan, factory);
     let mut sweep = tokio::time::interval(Duration::from_millis(250));
     let mut drain_until = None;
-    let unanswered = loop {
+    let unanswered = 'connection: loop {
         let now = Instant::now();
         if conn.fill(&mut sink).await.is_err() {
             break "connection_lost";
@@ -157,10 +157,27 @@ pub async fn run(stream: TcpStream, framing: Framing, plan: Plan, factory: Arc<F
         }
         let wake = conn.wake_at(drain_until, now);
         tokio::select! {
-            frame = frames.next() => match frame {
-                Some(Ok(bytes)) => conn.on_answer(&bytes, Instant::now()),
-                Some(Err(_)) | None => break "connection_lost",
-            },
+            first = frames.next() => {
+                // The answers that came in the same read are taken before the refill,
+                // so their replacements go out in one write, not one write (and one
+                // segment for the switch to read) each.
+                let mut frame = first;
+                let mut taken = 0;
+                loop {
+                    match frame {
+                        Some(Ok(bytes)) => conn.on_answer(&bytes, Instant::now()),
+                        Some(Err(_)) | None => break 'connection "connection_lost",
+                    }
+                    taken += 1;
+                    if taken >= conn.plan.depth {
+                        break;
+                    }
+                    match frames.next().now_or_never() {
+                        Some(next) => frame = next,
+                        None => break,
+                    }
+                }
+            }
             _ = sweep.tick() => conn.expire(Instant::now()),
             () = tokio::time::sleep_until(wake.into()) => {}
         }
