@@ -886,3 +886,107 @@ fn the_window_is_streamed_with_each_decision_s_own_legs() {
         });
     }
 }
+
+/// What a statement on the ledger's tables gets back: `Ok` or the database's refusal.
+fn try_exec(db: &TestDb, sql: &str) -> Result<(), String> {
+    runtime().block_on(async {
+        let ledger = multiguna::ledger::Db::connect(&db.url)
+            .await
+            .expect("connect");
+        let done = sqlx::raw_sql(sql).execute(&ledger.pool).await;
+        ledger.close().await;
+        done.map(|_| ()).map_err(|e| e.to_string())
+    })
+}
+
+/// The ledger's rows are never changed or removed: each ledger table refuses an UPDATE
+/// and a DELETE (a correction is a new row), and the rows are all still there.
+#[test]
+fn the_ledger_tables_refuse_update_and_delete() {
+    let card = "ef".repeat(32);
+    for db in backends() {
+        runtime().block_on(card_ledger(&db, &card, 2));
+        for table in ["ledger_batches", "transfers", "entries"] {
+            let before = db.scalar(&format!("SELECT COUNT(*) FROM {table}"));
+            assert!(before > 0, "{}: {table} has rows", db.name);
+            let update = try_exec(
+                &db,
+                &format!("UPDATE {table} SET batch_seq = batch_seq + 100"),
+            );
+            let delete = try_exec(&db, &format!("DELETE FROM {table}"));
+            for (what, refused) in [("UPDATE", update), ("DELETE", delete)] {
+                let error = refused.expect_err(&format!("{}: {what} {table} refused", db.name));
+                assert!(
+                    error.contains("append-only"),
+                    "{}: {what} {table}: {error}",
+                    db.name
+                );
+            }
+            assert_eq!(
+                db.scalar(&format!("SELECT COUNT(*) FROM {table}")),
+                before,
+                "{}: {table} unchanged",
+                db.name
+            );
+        }
+    }
+}
+
+/// A SQLite ledger from before its entries were keyed (migration 5: a table WITHOUT
+/// ROWID) is rebuilt at its next start: every entry is kept, the chain still verifies,
+/// the table refuses changes as before, and new batches go on the same chain.
+#[test]
+fn an_older_sqlite_ledger_has_its_entries_keyed_at_the_next_start() {
+    use multiguna::ledger::verify::verify;
+    let card = "0a".repeat(32);
+    let db = sqlite_db();
+    let ledger = runtime().block_on(card_ledger(&db, &card, 3));
+    // The older layout: entries as a rowid table, migration 5 not applied.
+    db.exec(
+        "CREATE TABLE entries_rowid (batch_seq BIGINT NOT NULL, transfer_idx INTEGER NOT NULL, \
+             entry_idx INTEGER NOT NULL, account_id BIGINT NOT NULL, amount_minor BIGINT NOT NULL, \
+             PRIMARY KEY (batch_seq, transfer_idx, entry_idx)); \
+         INSERT INTO entries_rowid SELECT * FROM entries; \
+         DROP TABLE entries; \
+         ALTER TABLE entries_rowid RENAME TO entries; \
+         DELETE FROM schema_migrations WHERE version = 5;",
+    );
+    let layout =
+        "SELECT COUNT(*) FROM sqlite_master WHERE name = 'entries' AND sql LIKE '%WITHOUT ROWID%'";
+    assert_eq!(db.scalar(layout), 0, "the older layout");
+    let (count, sum) = (
+        "SELECT COUNT(*) FROM entries",
+        "SELECT SUM(ABS(amount_minor)) FROM entries",
+    );
+    let (entries_before, sum_before) = (db.scalar(count), db.scalar(sum));
+    assert_eq!(entries_before, 18, "3 batches of 3 transfers, 2 legs each");
+
+    let report = runtime().block_on(async {
+        ledger.migrate().await.expect("the upgrade");
+        verify(&ledger)
+            .await
+            .expect("the chain verifies after the upgrade")
+    });
+    assert_eq!(
+        (report.batches, report.entries),
+        (3, 18),
+        "verify read every entry"
+    );
+    assert_eq!(db.scalar(layout), 1, "keyed");
+    assert_eq!(db.scalar(count), entries_before, "every entry kept");
+    assert_eq!(db.scalar(sum), sum_before, "every amount kept");
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM schema_migrations WHERE version = 5"),
+        1
+    );
+    let refused = try_exec(&db, "DELETE FROM entries").expect_err("still append-only");
+    assert!(refused.contains("append-only"), "{refused}");
+
+    // The next writer appends to the same chain, and it still verifies.
+    let report = runtime().block_on(async {
+        let more = card_ledger(&db, &card, 1).await;
+        verify(&more).await.expect("verifies with the new batch")
+    });
+    assert_eq!((report.batches, report.entries), (4, 24));
+    assert_eq!(db.scalar(count), entries_before + 6);
+}

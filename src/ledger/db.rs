@@ -24,6 +24,10 @@ static SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../migrations/sqlite/0004_projected_indexes.sql"),
     ),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_entries_keyed.sql"),
+    ),
 ];
 static POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_ledger.sql")),
