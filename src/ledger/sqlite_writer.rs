@@ -4,13 +4,13 @@
 //! conversions, which were most of a commit's cost (benches/ledger.rs).
 
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::chain::{batch_hash, GENESIS_HASH};
-use super::rows::Batch;
+use super::rows::{Batch, EntryRow, TransferRow};
 use super::writer::Committed;
 use super::LedgerError;
 
@@ -230,61 +230,137 @@ fn write(
     Ok(Committed { batch_seq, hash })
 }
 
+/// Rows one INSERT carries: a statement's fixed cost (bind, reset, the VDBE's start)
+/// spread over many rows. 16 x 23 and 32 x 5 parameters are far under SQLite's limit
+/// of 32,766. The rows past the last full statement go one at a time.
+const TRANSFERS_A_STATEMENT: usize = 16;
+const ENTRIES_A_STATEMENT: usize = 32;
+
+const TRANSFER_COLUMNS: &str = "batch_seq, idx, kind, mti, rc, approval, acquirer, terminal, stan, \
+     transmitted, rrn, content_sha, card_sha, family_id, programme_id, channel, purse, amount_minor, \
+     acceptor, reference, business_day, at_ms, balances";
+const TRANSFER_PARAMS: usize = 23;
+const ENTRY_COLUMNS: &str = "batch_seq, transfer_idx, entry_idx, account_id, amount_minor";
+const ENTRY_PARAMS: usize = 5;
+
+/// `INSERT INTO table (columns) VALUES (?, ...), ...` for `rows` rows.
+fn insert_sql(table: &str, columns: &str, params: usize, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; params].join(", "));
+    format!(
+        "INSERT INTO {table} ({columns}) VALUES {}",
+        vec![row; rows].join(", ")
+    )
+}
+
 fn insert_rows(
     tx: &rusqlite::Transaction<'_>,
     batch_seq: i64,
     batch: &Batch,
     now_ms: i64,
 ) -> rusqlite::Result<()> {
-    let mut transfers = tx.prepare_cached(
-        "INSERT INTO transfers (batch_seq, idx, kind, mti, rc, approval, acquirer, terminal, stan, transmitted, \
-         rrn, content_sha, card_sha, family_id, programme_id, channel, purse, amount_minor, acceptor, reference, \
-         business_day, at_ms, balances) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+    static TRANSFERS_SQL: OnceLock<(String, String)> = OnceLock::new();
+    static ENTRIES_SQL: OnceLock<(String, String)> = OnceLock::new();
+    let (transfers_many, transfers_one) = TRANSFERS_SQL.get_or_init(|| {
+        let sql = |rows| insert_sql("transfers", TRANSFER_COLUMNS, TRANSFER_PARAMS, rows);
+        (sql(TRANSFERS_A_STATEMENT), sql(1))
+    });
+    let (entries_many, entries_one) = ENTRIES_SQL.get_or_init(|| {
+        let sql = |rows| insert_sql("entries", ENTRY_COLUMNS, ENTRY_PARAMS, rows);
+        (sql(ENTRIES_A_STATEMENT), sql(1))
+    });
+    let transfers = (transfers_many.as_str(), transfers_one.as_str());
+    insert_chunked(
+        tx,
+        transfers,
+        TRANSFERS_A_STATEMENT,
+        &batch.transfers,
+        |t| transfer_values(&batch_seq, t),
     )?;
-    for t in &batch.transfers {
-        transfers.execute(params![
-            batch_seq,
-            t.idx,
-            t.kind,
-            t.mti,
-            t.rc,
-            t.approval,
-            t.acquirer,
-            t.terminal,
-            t.stan,
-            t.transmitted,
-            t.rrn,
-            t.content_sha,
-            t.card_sha,
-            t.family_id,
-            t.programme_id,
-            t.channel,
-            t.purse,
-            t.amount_minor,
-            t.acceptor,
-            t.reference,
-            t.business_day,
-            t.at_ms,
-            t.balances
-        ])?;
-    }
-    let mut entries = tx.prepare_cached(
-        "INSERT INTO entries (batch_seq, transfer_idx, entry_idx, account_id, amount_minor) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for e in &batch.entries {
-        entries.execute(params![
-            batch_seq,
-            e.transfer_idx,
-            e.entry_idx,
-            e.account_id,
-            e.amount_minor
-        ])?;
-    }
+    let entries = (entries_many.as_str(), entries_one.as_str());
+    insert_chunked(tx, entries, ENTRIES_A_STATEMENT, &batch.entries, |e| {
+        entry_values(&batch_seq, e)
+    })?;
     let mut events =
         tx.prepare_cached("INSERT INTO card_events (card_sha, event, at_ms) VALUES (?1, ?2, ?3)")?;
     for (card_sha, event) in &batch.card_events {
         events.execute(params![card_sha, event, now_ms])?;
     }
     Ok(())
+}
+
+/// Inserts `rows`: by `many` (`per` rows a statement) while a full statement's worth
+/// is left, then the rest one at a time by `one`. `values` lists a row's parameters in
+/// the statements' column order.
+fn insert_chunked<'a, R, const N: usize>(
+    tx: &rusqlite::Transaction<'_>,
+    (many, one): (&str, &str),
+    per: usize,
+    rows: &'a [R],
+    values: impl Fn(&'a R) -> [&'a dyn rusqlite::ToSql; N],
+) -> rusqlite::Result<()> {
+    let bind = |statement: &mut rusqlite::CachedStatement<'_>, chunk: &'a [R]| {
+        for (n, row) in chunk.iter().enumerate() {
+            for (i, value) in values(row).into_iter().enumerate() {
+                statement.raw_bind_parameter(n * N + i + 1, value)?;
+            }
+        }
+        statement.raw_execute()
+    };
+    let chunks = rows.chunks_exact(per);
+    let rest = chunks.remainder();
+    let mut statement = tx.prepare_cached(many)?;
+    for chunk in chunks {
+        bind(&mut statement, chunk)?;
+    }
+    let mut statement = tx.prepare_cached(one)?;
+    for row in rest.chunks(1) {
+        bind(&mut statement, row)?;
+    }
+    Ok(())
+}
+
+/// A transfer row's parameters, in `TRANSFER_COLUMNS`' order.
+fn transfer_values<'a>(
+    batch_seq: &'a i64,
+    t: &'a TransferRow,
+) -> [&'a dyn rusqlite::ToSql; TRANSFER_PARAMS] {
+    [
+        batch_seq,
+        &t.idx,
+        &t.kind,
+        &t.mti,
+        &t.rc,
+        &t.approval,
+        &t.acquirer,
+        &t.terminal,
+        &t.stan,
+        &t.transmitted,
+        &t.rrn,
+        &t.content_sha,
+        &t.card_sha,
+        &t.family_id,
+        &t.programme_id,
+        &t.channel,
+        &t.purse,
+        &t.amount_minor,
+        &t.acceptor,
+        &t.reference,
+        &t.business_day,
+        &t.at_ms,
+        &t.balances,
+    ]
+}
+
+/// An entry row's parameters, in `ENTRY_COLUMNS`' order.
+fn entry_values<'a>(
+    batch_seq: &'a i64,
+    e: &'a EntryRow,
+) -> [&'a dyn rusqlite::ToSql; ENTRY_PARAMS] {
+    [
+        batch_seq,
+        &e.transfer_idx,
+        &e.entry_idx,
+        &e.account_id,
+        &e.amount_minor,
+    ]
 }
