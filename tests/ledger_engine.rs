@@ -902,20 +902,34 @@ fn try_exec(db: &TestDb, sql: &str) -> Result<(), String> {
     })
 }
 
-/// The ledger's rows are never changed or removed: each ledger table refuses an UPDATE
-/// and a DELETE (a correction is a new row), and the rows are all still there.
+/// The ledger's rows are never changed or removed: each ledger table (card events
+/// included) refuses an UPDATE and a DELETE (a correction is a new row), and the rows
+/// are all still there.
 #[test]
 fn the_ledger_tables_refuse_update_and_delete() {
     let card = "ef".repeat(32);
     for db in backends() {
-        runtime().block_on(card_ledger(&db, &card, 2));
-        for table in ["ledger_batches", "transfers", "entries"] {
+        runtime().block_on(async {
+            use multiguna::ledger::{Batch, LedgerWriter};
+            let ledger = card_ledger(&db, &card, 2).await;
+            let mut locked = Batch::default();
+            locked.card_events.push((card.clone(), "pin_locked".into()));
+            let mut writer = LedgerWriter::new(ledger, "switch");
+            writer
+                .commit(&mut locked, CARD_AT_MS)
+                .await
+                .expect("commit");
+        });
+        let tables = [
+            ("ledger_batches", "committed_ms"),
+            ("transfers", "at_ms"),
+            ("entries", "amount_minor"),
+            ("card_events", "at_ms"),
+        ];
+        for (table, column) in tables {
             let before = db.scalar(&format!("SELECT COUNT(*) FROM {table}"));
             assert!(before > 0, "{}: {table} has rows", db.name);
-            let update = try_exec(
-                &db,
-                &format!("UPDATE {table} SET batch_seq = batch_seq + 100"),
-            );
+            let update = try_exec(&db, &format!("UPDATE {table} SET {column} = {column} + 1"));
             let delete = try_exec(&db, &format!("DELETE FROM {table}"));
             for (what, refused) in [("UPDATE", update), ("DELETE", delete)] {
                 let error = refused.expect_err(&format!("{}: {what} {table} refused", db.name));
