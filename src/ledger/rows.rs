@@ -34,6 +34,15 @@ pub struct TransferRow {
     pub balances: String,
 }
 
+/// `transfers`' columns in the order both writers send them (the PostgreSQL writer's
+/// arrays, the SQLite writer's parameters).
+pub(crate) const TRANSFER_COLUMNS: &str = "batch_seq, idx, kind, mti, rc, approval, acquirer, \
+     terminal, stan, transmitted, rrn, content_sha, card_sha, family_id, programme_id, channel, \
+     purse, amount_minor, acceptor, reference, business_day, at_ms, balances";
+/// `entries`' columns, likewise.
+pub(crate) const ENTRY_COLUMNS: &str =
+    "batch_seq, transfer_idx, entry_idx, account_id, amount_minor";
+
 /// One leg of a transfer. Signed minor units: credit positive, debit negative.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct EntryRow {

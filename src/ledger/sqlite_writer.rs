@@ -4,13 +4,13 @@
 //! conversions, which were most of a commit's cost (benches/ledger.rs).
 
 use std::path::PathBuf;
-use std::sync::{mpsc, OnceLock};
+use std::sync::{mpsc, LazyLock};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::chain::{batch_hash, GENESIS_HASH};
-use super::rows::{Batch, EntryRow, TransferRow};
+use super::rows::{Batch, EntryRow, TransferRow, ENTRY_COLUMNS, TRANSFER_COLUMNS};
 use super::writer::Committed;
 use super::LedgerError;
 
@@ -236,11 +236,7 @@ fn write(
 const TRANSFERS_A_STATEMENT: usize = 16;
 const ENTRIES_A_STATEMENT: usize = 32;
 
-const TRANSFER_COLUMNS: &str = "batch_seq, idx, kind, mti, rc, approval, acquirer, terminal, stan, \
-     transmitted, rrn, content_sha, card_sha, family_id, programme_id, channel, purse, amount_minor, \
-     acceptor, reference, business_day, at_ms, balances";
 const TRANSFER_PARAMS: usize = 23;
-const ENTRY_COLUMNS: &str = "batch_seq, transfer_idx, entry_idx, account_id, amount_minor";
 const ENTRY_PARAMS: usize = 5;
 
 /// `INSERT INTO table (columns) VALUES (?, ...), ...` for `rows` rows.
@@ -252,23 +248,23 @@ fn insert_sql(table: &str, columns: &str, params: usize, rows: usize) -> String 
     )
 }
 
+/// The statements of many rows and of one, built once.
+static INSERT_TRANSFERS: LazyLock<(String, String)> = LazyLock::new(|| {
+    let sql = |rows| insert_sql("transfers", TRANSFER_COLUMNS, TRANSFER_PARAMS, rows);
+    (sql(TRANSFERS_A_STATEMENT), sql(1))
+});
+static INSERT_ENTRIES: LazyLock<(String, String)> = LazyLock::new(|| {
+    let sql = |rows| insert_sql("entries", ENTRY_COLUMNS, ENTRY_PARAMS, rows);
+    (sql(ENTRIES_A_STATEMENT), sql(1))
+});
+
 fn insert_rows(
     tx: &rusqlite::Transaction<'_>,
     batch_seq: i64,
     batch: &Batch,
     now_ms: i64,
 ) -> rusqlite::Result<()> {
-    static TRANSFERS_SQL: OnceLock<(String, String)> = OnceLock::new();
-    static ENTRIES_SQL: OnceLock<(String, String)> = OnceLock::new();
-    let (transfers_many, transfers_one) = TRANSFERS_SQL.get_or_init(|| {
-        let sql = |rows| insert_sql("transfers", TRANSFER_COLUMNS, TRANSFER_PARAMS, rows);
-        (sql(TRANSFERS_A_STATEMENT), sql(1))
-    });
-    let (entries_many, entries_one) = ENTRIES_SQL.get_or_init(|| {
-        let sql = |rows| insert_sql("entries", ENTRY_COLUMNS, ENTRY_PARAMS, rows);
-        (sql(ENTRIES_A_STATEMENT), sql(1))
-    });
-    let transfers = (transfers_many.as_str(), transfers_one.as_str());
+    let transfers = (INSERT_TRANSFERS.0.as_str(), INSERT_TRANSFERS.1.as_str());
     insert_chunked(
         tx,
         transfers,
@@ -276,7 +272,7 @@ fn insert_rows(
         &batch.transfers,
         |t| transfer_values(&batch_seq, t),
     )?;
-    let entries = (entries_many.as_str(), entries_one.as_str());
+    let entries = (INSERT_ENTRIES.0.as_str(), INSERT_ENTRIES.1.as_str());
     insert_chunked(tx, entries, ENTRIES_A_STATEMENT, &batch.entries, |e| {
         entry_values(&batch_seq, e)
     })?;

@@ -16,14 +16,10 @@ use sqlx::{AnyConnection, ConnectOptions, PgConnection};
 
 use super::chain::{batch_hash, GENESIS_HASH};
 use super::db::{Backend, Db};
-use super::rows::{Batch, EntryRow, TransferRow};
+use super::rows::{Batch, EntryRow, TransferRow, ENTRY_COLUMNS, TRANSFER_COLUMNS};
 use super::sqlite_writer::SqliteWriter;
 use super::LedgerError;
 
-const TRANSFER_COLUMNS: &str = "batch_seq, idx, kind, mti, rc, approval, acquirer, terminal, stan, \
-     transmitted, rrn, content_sha, card_sha, family_id, programme_id, channel, purse, amount_minor, \
-     acceptor, reference, business_day, at_ms, balances";
-const ENTRY_COLUMNS: &str = "batch_seq, transfer_idx, entry_idx, account_id, amount_minor";
 /// Rows per INSERT statement: a tranche of millions of lines goes in statements of
 /// bounded size (each column one array parameter).
 const ROWS_PER_STATEMENT_MAX: usize = 1_000;
