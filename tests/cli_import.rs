@@ -21,7 +21,7 @@ fn counts(db: &TestDb) -> Vec<(&'static str, i64)> {
         "entries",
     ]
     .into_iter()
-    .map(|t| (t, db.scalar(&format!("SELECT COUNT(*) FROM {t}"))))
+    .map(|t| (t, db.count(t)))
     .collect()
 }
 

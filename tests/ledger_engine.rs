@@ -7,10 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn entries(db: &TestDb) -> i64 {
-    db.scalar("SELECT COUNT(*) FROM entries")
-}
-
 /// When the card ledgers below are written.
 const CARD_AT_MS: i64 = 1_795_400_000_000;
 
@@ -71,7 +67,7 @@ fn hold_lowers_available_only_and_completion_posts_up_to_the_hold_once() {
             (hold, 0)
         });
         let _ = before;
-        let posted_before = entries(&db);
+        let posted_before = db.count("entries");
         runtime().block_on(async {
             let mut c = switch.client().await;
             let mut completion = request(card, ATM, "6011", "010000", 150_000);
@@ -92,7 +88,7 @@ fn hold_lowers_available_only_and_completion_posts_up_to_the_hold_once() {
             assert_eq!(rc(&a), "25", "{}: a hold resolves once", db.name);
         });
         assert_eq!(
-            entries(&db),
+            db.count("entries"),
             posted_before + 2,
             "{}: one transfer of two legs",
             db.name
@@ -108,6 +104,7 @@ fn reversal_voids_a_hold() {
         let cards = db.province(1);
         let switch = Switch::start(&db);
         let card = &cards[0];
+        let posted_before = db.count("entries");
         runtime().block_on(async {
             let mut c = switch.client().await;
             let mut hold = request(card, SHOP, "5411", "000000", 100_000);
@@ -126,7 +123,13 @@ fn reversal_voids_a_hold() {
                 db.name
             );
         });
-        assert_eq!(entries(&db), db.scalar("SELECT COUNT(*) FROM entries"));
+        // A hold lowers what is available, and its reversal restores it: no money moves.
+        assert_eq!(
+            db.count("entries"),
+            posted_before,
+            "{}: a hold and its reversal post no entries",
+            db.name
+        );
     }
 }
 
@@ -176,7 +179,7 @@ fn forced_advice_posts_below_zero_once_and_verify_allows_it() {
             let a = send(&mut c, &advice).await;
             assert_eq!(rc(&a), "00", "{}: advice", db.name);
             assert_eq!(a.field(54).and_then(|f| parse_f54(&f, "95")), Some(-50_000));
-            let posted = entries(&db);
+            let posted = db.count("entries");
             let mut repeat = advice.clone();
             repeat.mti = "0221".into();
             let again = send(&mut c, &repeat).await;
@@ -184,7 +187,12 @@ fn forced_advice_posts_below_zero_once_and_verify_allows_it() {
             assert_eq!(again.field(54), a.field(54), "{}: same F54", db.name);
             posted
         });
-        assert_eq!(entries(&db), posted, "{}: a repeat posts nothing", db.name);
+        assert_eq!(
+            db.count("entries"),
+            posted,
+            "{}: a repeat posts nothing",
+            db.name
+        );
         drop(switch);
         db.cli_ok(&["ledger", "verify"]);
     }
@@ -535,7 +543,6 @@ fn projections_without_their_head_are_read_as_empty_and_projected_again() {
             let ledger = card_ledger(&db, &card, 2).await;
             let projected = ledger.project_all().await.expect("project");
             assert_eq!(projected.head, 2, "{}", db.name);
-            let count = |table: &str| db.scalar(&format!("SELECT COUNT(*) FROM {table}"));
 
             // The rows stay, the head goes: readers take everything from the ledger once.
             db.exec("DELETE FROM projection_head");
@@ -551,8 +558,8 @@ fn projections_without_their_head_are_read_as_empty_and_projected_again() {
 
             let projected = ledger.project_step().await.expect("projected again");
             assert_eq!(projected.head, 2, "{}", db.name);
-            assert_eq!(count("card_history"), 6, "{}: each once", db.name);
-            assert_eq!(count("account_history"), 12, "{}: each once", db.name);
+            assert_eq!(db.count("card_history"), 6, "{}: each once", db.name);
+            assert_eq!(db.count("account_history"), 12, "{}: each once", db.name);
             verify(&ledger)
                 .await
                 .expect("the projections match the ledger");
@@ -571,7 +578,6 @@ fn a_projection_store_of_an_older_layout_is_dropped_and_projected_again() {
         runtime().block_on(async {
             let ledger = card_ledger(&db, &card, 1).await;
             ledger.project_all().await.expect("project");
-            let count = |table: &str| db.scalar(&format!("SELECT COUNT(*) FROM {table}"));
 
             // An older build's store, fully projected: its card rows as hex text.
             let into = if db.is_postgres() { "" } else { "projections." };
@@ -582,23 +588,28 @@ fn a_projection_store_of_an_older_layout_is_dropped_and_projected_again() {
                      PRIMARY KEY (card_sha, at_ms, batch_seq, idx)); \
                  INSERT INTO card_history SELECT card_sha, at_ms, batch_seq, idx FROM transfers;"
             ));
-            assert_eq!(count("card_history"), 3, "{}", db.name);
+            assert_eq!(db.count("card_history"), 3, "{}", db.name);
 
             // Start-up lays the store out anew: empty, so every row comes from the ledger.
             ledger.migrate().await.expect("migrate again");
-            assert_eq!(count("card_history"), 0, "{}: the old rows went", db.name);
-            assert_eq!(count("account_history"), 0, "{}", db.name);
+            assert_eq!(
+                db.count("card_history"),
+                0,
+                "{}: the old rows went",
+                db.name
+            );
+            assert_eq!(db.count("account_history"), 0, "{}", db.name);
             assert_eq!(card_amounts(&ledger, &card).await, [2, 1, 0], "{}", db.name);
 
             let projected = ledger.project_step().await.expect("projected again");
             assert_eq!(projected.head, 1, "{}", db.name);
-            assert_eq!(count("card_history"), 3, "{}: each once", db.name);
+            assert_eq!(db.count("card_history"), 3, "{}: each once", db.name);
             assert_eq!(card_amounts(&ledger, &card).await, [2, 1, 0], "{}", db.name);
 
             // This build's own store is kept by the next start.
             ledger.migrate().await.expect("migrate a third time");
-            assert_eq!(count("card_history"), 3, "{}: kept", db.name);
-            assert_eq!(count("account_history"), 6, "{}: kept", db.name);
+            assert_eq!(db.count("card_history"), 3, "{}: kept", db.name);
+            assert_eq!(db.count("account_history"), 6, "{}: kept", db.name);
             verify(&ledger)
                 .await
                 .expect("the projections match the ledger");
@@ -890,18 +901,6 @@ fn the_window_is_streamed_with_each_decision_s_own_legs() {
     }
 }
 
-/// What a statement on the ledger's tables gets back: `Ok` or the database's refusal.
-fn try_exec(db: &TestDb, sql: &str) -> Result<(), String> {
-    runtime().block_on(async {
-        let ledger = multiguna::ledger::Db::connect(&db.url)
-            .await
-            .expect("connect");
-        let done = sqlx::raw_sql(sql).execute(&ledger.pool).await;
-        ledger.close().await;
-        done.map(|_| ()).map_err(|e| e.to_string())
-    })
-}
-
 /// The ledger's rows are never changed or removed: each ledger table (card events
 /// included) refuses an UPDATE and a DELETE (a correction is a new row), and the rows
 /// are all still there.
@@ -927,10 +926,10 @@ fn the_ledger_tables_refuse_update_and_delete() {
             ("card_events", "at_ms"),
         ];
         for (table, column) in tables {
-            let before = db.scalar(&format!("SELECT COUNT(*) FROM {table}"));
+            let before = db.count(table);
             assert!(before > 0, "{}: {table} has rows", db.name);
-            let update = try_exec(&db, &format!("UPDATE {table} SET {column} = {column} + 1"));
-            let delete = try_exec(&db, &format!("DELETE FROM {table}"));
+            let update = db.try_exec(&format!("UPDATE {table} SET {column} = {column} + 1"));
+            let delete = db.try_exec(&format!("DELETE FROM {table}"));
             for (what, refused) in [("UPDATE", update), ("DELETE", delete)] {
                 let error = refused.expect_err(&format!("{}: {what} {table} refused", db.name));
                 assert!(
@@ -939,12 +938,7 @@ fn the_ledger_tables_refuse_update_and_delete() {
                     db.name
                 );
             }
-            assert_eq!(
-                db.scalar(&format!("SELECT COUNT(*) FROM {table}")),
-                before,
-                "{}: {table} unchanged",
-                db.name
-            );
+            assert_eq!(db.count(table), before, "{}: {table} unchanged", db.name);
         }
     }
 }
@@ -996,7 +990,9 @@ fn an_older_sqlite_ledger_has_its_entries_keyed_at_the_next_start() {
         db.scalar("SELECT COUNT(*) FROM schema_migrations WHERE version = 5"),
         1
     );
-    let refused = try_exec(&db, "DELETE FROM entries").expect_err("still append-only");
+    let refused = db
+        .try_exec("DELETE FROM entries")
+        .expect_err("still append-only");
     assert!(refused.contains("append-only"), "{refused}");
 
     // The next writer appends to the same chain, and it still verifies.

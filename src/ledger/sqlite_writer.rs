@@ -232,31 +232,76 @@ fn write(
 
 /// Rows one INSERT carries: a statement's fixed cost (bind, reset, the VDBE's start)
 /// spread over many rows. 16 x 23 and 32 x 5 parameters are far under SQLite's limit
-/// of 32,766. The rows past the last full statement go one at a time.
+/// of 32,766.
 const TRANSFERS_A_STATEMENT: usize = 16;
 const ENTRIES_A_STATEMENT: usize = 32;
-
+/// A row's parameters: one a column of `TRANSFER_COLUMNS` / `ENTRY_COLUMNS`.
 const TRANSFER_PARAMS: usize = 23;
 const ENTRY_PARAMS: usize = 5;
 
-/// `INSERT INTO table (columns) VALUES (?, ...), ...` for `rows` rows.
-fn insert_sql(table: &str, columns: &str, params: usize, rows: usize) -> String {
-    let row = format!("({})", vec!["?"; params].join(", "));
-    format!(
-        "INSERT INTO {table} ({columns}) VALUES {}",
-        vec![row; rows].join(", ")
-    )
+/// The two statements that insert a table's rows: `many` of `per` rows, and `one` for
+/// the rows past the last full `many`. Built once; the parameters a row come from the
+/// column list.
+struct RowsInsert {
+    many: String,
+    one: String,
+    per: usize,
+    params: usize,
 }
 
-/// The statements of many rows and of one, built once.
-static INSERT_TRANSFERS: LazyLock<(String, String)> = LazyLock::new(|| {
-    let sql = |rows| insert_sql("transfers", TRANSFER_COLUMNS, TRANSFER_PARAMS, rows);
-    (sql(TRANSFERS_A_STATEMENT), sql(1))
-});
-static INSERT_ENTRIES: LazyLock<(String, String)> = LazyLock::new(|| {
-    let sql = |rows| insert_sql("entries", ENTRY_COLUMNS, ENTRY_PARAMS, rows);
-    (sql(ENTRIES_A_STATEMENT), sql(1))
-});
+impl RowsInsert {
+    fn new(table: &str, columns: &str, per: usize) -> RowsInsert {
+        let params = columns.split(',').count();
+        let row = format!("({})", vec!["?"; params].join(", "));
+        let sql = |rows| {
+            format!(
+                "INSERT INTO {table} ({columns}) VALUES {}",
+                vec![row.as_str(); rows].join(", ")
+            )
+        };
+        RowsInsert {
+            many: sql(per),
+            one: sql(1),
+            per,
+            params,
+        }
+    }
+
+    /// Inserts `rows`, by `many` while a full statement's worth is left, then one at a
+    /// time. `values` lists a row's parameters in the column order.
+    fn run<'a, R, const N: usize>(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        rows: &'a [R],
+        values: impl Fn(&'a R) -> [&'a dyn rusqlite::ToSql; N],
+    ) -> rusqlite::Result<()> {
+        debug_assert_eq!(self.params, N, "a parameter for each column");
+        let bind = |statement: &mut rusqlite::CachedStatement<'_>, chunk: &'a [R]| {
+            for (n, row) in chunk.iter().enumerate() {
+                for (i, value) in values(row).into_iter().enumerate() {
+                    statement.raw_bind_parameter(n * N + i + 1, value)?;
+                }
+            }
+            statement.raw_execute()
+        };
+        let chunks = rows.chunks_exact(self.per);
+        let rest = chunks.remainder();
+        let mut statement = tx.prepare_cached(&self.many)?;
+        for chunk in chunks {
+            bind(&mut statement, chunk)?;
+        }
+        let mut statement = tx.prepare_cached(&self.one)?;
+        for row in rest.chunks(1) {
+            bind(&mut statement, row)?;
+        }
+        Ok(())
+    }
+}
+
+static INSERT_TRANSFERS: LazyLock<RowsInsert> =
+    LazyLock::new(|| RowsInsert::new("transfers", TRANSFER_COLUMNS, TRANSFERS_A_STATEMENT));
+static INSERT_ENTRIES: LazyLock<RowsInsert> =
+    LazyLock::new(|| RowsInsert::new("entries", ENTRY_COLUMNS, ENTRIES_A_STATEMENT));
 
 fn insert_rows(
     tx: &rusqlite::Transaction<'_>,
@@ -264,53 +309,12 @@ fn insert_rows(
     batch: &Batch,
     now_ms: i64,
 ) -> rusqlite::Result<()> {
-    let transfers = (INSERT_TRANSFERS.0.as_str(), INSERT_TRANSFERS.1.as_str());
-    insert_chunked(
-        tx,
-        transfers,
-        TRANSFERS_A_STATEMENT,
-        &batch.transfers,
-        |t| transfer_values(&batch_seq, t),
-    )?;
-    let entries = (INSERT_ENTRIES.0.as_str(), INSERT_ENTRIES.1.as_str());
-    insert_chunked(tx, entries, ENTRIES_A_STATEMENT, &batch.entries, |e| {
-        entry_values(&batch_seq, e)
-    })?;
+    INSERT_TRANSFERS.run(tx, &batch.transfers, |t| transfer_values(&batch_seq, t))?;
+    INSERT_ENTRIES.run(tx, &batch.entries, |e| entry_values(&batch_seq, e))?;
     let mut events =
         tx.prepare_cached("INSERT INTO card_events (card_sha, event, at_ms) VALUES (?1, ?2, ?3)")?;
     for (card_sha, event) in &batch.card_events {
         events.execute(params![card_sha, event, now_ms])?;
-    }
-    Ok(())
-}
-
-/// Inserts `rows`: by `many` (`per` rows a statement) while a full statement's worth
-/// is left, then the rest one at a time by `one`. `values` lists a row's parameters in
-/// the statements' column order.
-fn insert_chunked<'a, R, const N: usize>(
-    tx: &rusqlite::Transaction<'_>,
-    (many, one): (&str, &str),
-    per: usize,
-    rows: &'a [R],
-    values: impl Fn(&'a R) -> [&'a dyn rusqlite::ToSql; N],
-) -> rusqlite::Result<()> {
-    let bind = |statement: &mut rusqlite::CachedStatement<'_>, chunk: &'a [R]| {
-        for (n, row) in chunk.iter().enumerate() {
-            for (i, value) in values(row).into_iter().enumerate() {
-                statement.raw_bind_parameter(n * N + i + 1, value)?;
-            }
-        }
-        statement.raw_execute()
-    };
-    let chunks = rows.chunks_exact(per);
-    let rest = chunks.remainder();
-    let mut statement = tx.prepare_cached(many)?;
-    for chunk in chunks {
-        bind(&mut statement, chunk)?;
-    }
-    let mut statement = tx.prepare_cached(one)?;
-    for row in rest.chunks(1) {
-        bind(&mut statement, row)?;
     }
     Ok(())
 }

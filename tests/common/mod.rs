@@ -374,13 +374,24 @@ pub fn path_str(p: &Path) -> String {
 impl TestDb {
     /// Runs statements against the database (test set-up such as fault injection).
     pub fn exec(&self, sql: &str) {
+        self.try_exec(sql).expect("exec");
+    }
+
+    /// Runs statements against the database: `Ok`, or the database's refusal as text.
+    pub fn try_exec(&self, sql: &str) -> Result<(), String> {
         let url = self.url.clone();
         let sql = sql.to_string();
         on_own_runtime(async move {
             let db = multiguna::ledger::Db::connect(&url).await.expect("connect");
-            sqlx::raw_sql(&sql).execute(&db.pool).await.expect("exec");
+            let done = sqlx::raw_sql(&sql).execute(&db.pool).await;
             db.close().await;
+            done.map(|_| ()).map_err(|e| e.to_string())
         })
+    }
+
+    /// The rows of `table`.
+    pub fn count(&self, table: &str) -> i64 {
+        self.scalar(&format!("SELECT COUNT(*) FROM {table}"))
     }
 
     pub fn is_postgres(&self) -> bool {
